@@ -1,0 +1,1 @@
+"""The aiohttp application: reads, uploads, beacons."""

@@ -1,0 +1,1 @@
+"""Pieces shared by every process: settings, the Avro codec, Kafka/Cassandra/S3 clients, metrics."""

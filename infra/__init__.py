@@ -1,0 +1,1 @@
+"""Local servers (fetch, start, stop), their configs, and the Kafka topic reconciler."""

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks for the platform, then the Python environment.
+# Idempotent: installs only what is missing. Called by `make bootstrap` (and so by every make target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ffmpeg  >/dev/null || need+=(ffmpeg)
+command -v mvn     >/dev/null || need+=(maven)
+ls /usr/lib/jvm/*17*/bin/java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+if [ "${WITH_BROWSER:-1}" = 1 ]; then
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v node     >/dev/null || need+=(nodejs npm)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "[bootstrap] installing Debian packages: ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo; command -v sudo >/dev/null || { echo "[bootstrap] error: need root (or sudo) to apt-get install ${need[*]}" >&2; exit 1; }
+  else
+    SUDO=
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null \
+    || { echo "[bootstrap] error: apt-get install ${need[*]} failed" >&2; exit 1; }
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+  || { echo "[bootstrap] error: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+
+# Reinstall the venv only when pyproject.toml changed.
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "[bootstrap] creating the Python environment in .venv"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  rm -f .venv/.installed-*; touch "$stamp"
+fi
+
+if [ -f web/player-check/package-lock.json ] && [ ! -d web/player-check/node_modules ]; then
+  echo "[bootstrap] installing the browser player checker (npm ci)"
+  (cd web/player-check && npm ci --silent --no-audit --no-fund)
+fi
+echo "[bootstrap] ok"

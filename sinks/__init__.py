@@ -1,0 +1,1 @@
+"""Cassandra writers and the CQL schema, applied by ordered, idempotent migrations (sinks/migrate.py)."""

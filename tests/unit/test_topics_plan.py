@@ -1,0 +1,81 @@
+"""The topic reconciler's plan, computed from desired and actual state without a broker."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from common.settings import KafkaSettings, Settings
+from infra.topics import ActualTopic, TopicSpec, load_specs, plan_changes
+
+
+def spec(name: str = "t", partitions: int = 3, rf: int = 1, **config: str) -> TopicSpec:
+    return TopicSpec(name, partitions, rf, {"retention.ms": "1000", **config}, "key", "Value")
+
+
+def test_missing_topic_is_created() -> None:
+    plan = plan_changes([spec()], {})
+    assert [t.name for t in plan.create] == ["t"]
+    assert not plan.empty
+
+
+def test_matching_topic_needs_nothing() -> None:
+    plan = plan_changes([spec()], {"t": ActualTopic(3, 1, {"retention.ms": "1000", "other": "x"})})
+    assert plan.empty
+    assert plan.describe() == []
+
+
+def test_more_partitions_are_added_fewer_are_reported() -> None:
+    plan = plan_changes(
+        [spec("up", partitions=6), spec("down", partitions=2)],
+        {"up": ActualTopic(3, 1, {"retention.ms": "1000"}), "down": ActualTopic(4, 1, {"retention.ms": "1000"})},
+    )
+    assert plan.add_partitions == {"up": 6}
+    assert len(plan.cannot_change) == 1 and "down has 4 partitions" in plan.cannot_change[0]
+
+
+def test_only_differing_config_keys_are_altered() -> None:
+    plan = plan_changes(
+        [spec(**{"cleanup.policy": "compact"})],
+        {"t": ActualTopic(3, 1, {"retention.ms": "1000", "cleanup.policy": "delete"})},
+    )
+    assert plan.alter_config == {"t": {"cleanup.policy": "compact"}}
+
+
+def test_replication_factor_change_is_reported_not_forced() -> None:
+    plan = plan_changes([spec(rf=3)], {"t": ActualTopic(3, 1, {"retention.ms": "1000"})})
+    assert plan.empty
+    assert "replication factor 1" in plan.cannot_change[0]
+
+
+def test_topics_yaml_covers_every_designed_topic_with_its_dlq() -> None:
+    specs = {s.name: s for s in load_specs(Settings())}
+    designed = [
+        "video.uploaded",
+        "video.transcode-requested",
+        "video.segment-ready",
+        "video.lifecycle",
+        "playback.telemetry",
+        "engagement.comments",
+        "engagement.ratings",
+        "engagement.views",
+    ]
+    for name in designed:
+        assert name in specs
+        assert specs[f"{name}.dlq"].value_schema == "DeadLetter"
+    assert specs["video.lifecycle"].key == "video_id"
+    assert specs["playback.telemetry"].key == "session_id"
+
+
+@pytest.mark.parametrize(("replication", "min_isr"), [(1, "1"), (3, "2")])
+def test_min_insync_replicas_follows_replication(replication: int, min_isr: str) -> None:
+    settings = dataclasses.replace(Settings(), kafka=dataclasses.replace(KafkaSettings(), default_replication=replication))
+    for topic in load_specs(settings):
+        assert topic.replication_factor == replication
+        assert topic.config["min.insync.replicas"] == min_isr
+
+
+def test_topic_prefix_is_applied() -> None:
+    settings = dataclasses.replace(Settings(), topic_prefix="test-abc.")
+    assert all(s.name.startswith("test-abc.") for s in load_specs(settings))
