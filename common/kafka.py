@@ -1,4 +1,4 @@
-"""confluent-kafka clients configured from KafkaSettings: the durable producer, consumers and the admin client."""
+"""confluent-kafka clients from KafkaSettings: the durable producer, consumers and the admin client."""
 
 from __future__ import annotations
 
@@ -38,4 +38,5 @@ def consumer(group_id: str, settings: KafkaSettings | None = None, **overrides: 
 
 def admin_client(settings: KafkaSettings | None = None) -> AdminClient:
     settings = settings or load_settings().kafka
-    return AdminClient(settings.client_config())
+    config: dict[str, Any] = {**settings.client_config()}
+    return AdminClient(config)

@@ -80,7 +80,10 @@ def ensure_keyspace(session: Session, settings: CassandraSettings) -> None:
 
 
 def applied_versions(session: Session) -> dict[int, str]:
-    return {row.version: row.checksum for row in session.execute("SELECT version, checksum FROM schema_migrations")}
+    return {
+        row.version: row.checksum
+        for row in session.execute("SELECT version, checksum FROM schema_migrations")
+    }
 
 
 def migrate(settings: CassandraSettings | None = None, directory: Path = MIGRATIONS_DIR) -> list[Migration]:

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def keyspace_settings(live_servers: Settings, unique: str) -> Settings:
-    return dataclasses.replace(live_servers, cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_{unique}"))
+    return dataclasses.replace(
+        live_servers, cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_{unique}")
+    )
 
 
 def drop(settings: Settings) -> None:
@@ -34,9 +36,13 @@ def test_migrations_apply_once_in_order_and_are_recorded(keyspace_settings: Sett
 
         session = cassandra_session(keyspace_settings.cassandra)
         recorded = sorted(row.version for row in session.execute("SELECT version FROM schema_migrations"))
-        tables = {row.table_name for row in session.execute(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace_settings.cassandra.keyspace,)
-        )}
+        tables = {
+            row.table_name
+            for row in session.execute(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
+                (keyspace_settings.cassandra.keyspace,),
+            )
+        }
         session.cluster.shutdown()
         assert recorded == [m.version for m in discover()]
         assert {"videos", "video_variants", "segments", "video_lifecycle"} <= tables

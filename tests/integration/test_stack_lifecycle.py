@@ -48,13 +48,23 @@ def isolated_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "S3_ENDPOINT": f"127.0.0.1:{free_port()}",
     }
     yield env
-    subprocess.run([sys.executable, "-m", "infra.stack", "down", "--only", "kafka,s3proxy"], env=env, cwd=REPO_ROOT, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "infra.stack", "down", "--only", "kafka,s3proxy"],
+        env=env,
+        cwd=REPO_ROOT,
+        check=False,
+    )
 
 
 def stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "infra.stack", *args, "--only", "kafka,s3proxy"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -86,7 +96,12 @@ def test_a_port_taken_by_another_program_is_named(isolated_env: dict[str, str]) 
         squatter.listen()
         result = subprocess.run(
             [sys.executable, "-m", "infra.stack", "up", "--only", "s3proxy"],
-            env=isolated_env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+            env=isolated_env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     assert result.returncode == 1
     assert f"port {port} (http) is in use by another program" in result.stderr

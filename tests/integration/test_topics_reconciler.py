@@ -36,7 +36,11 @@ def test_drift_is_repaired_and_what_cannot_change_is_reported(prefixed: Settings
     # and fewer on another.
     drifted = [
         dataclasses.replace(uploaded, partitions=uploaded.partitions + 2),
-        dataclasses.replace(telemetry, partitions=telemetry.partitions - 4, config={**telemetry.config, "retention.ms": "3600000"}),
+        dataclasses.replace(
+            telemetry,
+            partitions=telemetry.partitions - 4,
+            config={**telemetry.config, "retention.ms": "3600000"},
+        ),
     ]
     plan = plan_changes(drifted, describe_cluster(admin, [s.name for s in drifted]))
     assert plan.add_partitions == {uploaded.name: uploaded.partitions + 2}

@@ -29,7 +29,10 @@ def test_matching_topic_needs_nothing() -> None:
 def test_more_partitions_are_added_fewer_are_reported() -> None:
     plan = plan_changes(
         [spec("up", partitions=6), spec("down", partitions=2)],
-        {"up": ActualTopic(3, 1, {"retention.ms": "1000"}), "down": ActualTopic(4, 1, {"retention.ms": "1000"})},
+        {
+            "up": ActualTopic(3, 1, {"retention.ms": "1000"}),
+            "down": ActualTopic(4, 1, {"retention.ms": "1000"}),
+        },
     )
     assert plan.add_partitions == {"up": 6}
     assert len(plan.cannot_change) == 1 and "down has 4 partitions" in plan.cannot_change[0]
@@ -70,7 +73,9 @@ def test_topics_yaml_covers_every_designed_topic_with_its_dlq() -> None:
 
 @pytest.mark.parametrize(("replication", "min_isr"), [(1, "1"), (3, "2")])
 def test_min_insync_replicas_follows_replication(replication: int, min_isr: str) -> None:
-    settings = dataclasses.replace(Settings(), kafka=dataclasses.replace(KafkaSettings(), default_replication=replication))
+    settings = dataclasses.replace(
+        Settings(), kafka=dataclasses.replace(KafkaSettings(), default_replication=replication)
+    )
     for topic in load_specs(settings):
         assert topic.replication_factor == replication
         assert topic.config["min.insync.replicas"] == min_isr

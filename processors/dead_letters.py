@@ -1,0 +1,60 @@
+"""Decoding with a dead-letter queue: a poison message goes to `<topic>.dlq` with its error, and the
+partition keeps flowing. Agents consume raw bytes and decode here, so one bad message never stops a stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import EventT
+from prometheus_client import Counter
+
+from common.avro import default_codec
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERS = Counter("dead_letters_total", "Messages sent to a dead-letter topic", ["topic", "agent"])
+
+
+async def dead_letter(
+    app: faust.App, event: EventT, error: BaseException, agent: str, payload: bytes | None = None
+) -> None:
+    message = event.message
+    dlq = app.topic(f"{message.topic}.dlq", key_serializer="raw", value_serializer="raw")
+    record = {
+        "original_topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "key": message.key if isinstance(message.key, bytes) else None,
+        "payload": payload if payload is not None else (message.value or b""),
+        "error": "".join(traceback.format_exception_only(type(error), error)).strip()[:4000],
+        "error_type": type(error).__name__,
+        "failed_at": datetime.now(UTC),
+        "agent": agent,
+    }
+    await dlq.send(
+        key=message.key, value=default_codec().encode("DeadLetter", record, topic=dlq.get_topic_name())
+    )
+    DEAD_LETTERS.labels(message.topic, agent).inc()
+    log.error(
+        "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, record["error"]
+    )
+
+
+async def decoded(
+    app: faust.App, stream: faust.StreamT, record_name: str, agent: str
+) -> AsyncIterator[tuple[EventT, dict[str, Any]]]:
+    """Yield (event, value) for each message that decodes as `record_name`; dead-letter the others."""
+    async for event in stream.events():
+        raw = event.value
+        try:
+            value = default_codec().decode(raw, record_name)
+        except ValueError as exc:  # UndecodableMessage and schema-resolution failures
+            await dead_letter(app, event, exc, agent, raw if isinstance(raw, bytes) else None)
+            continue
+        yield event, value

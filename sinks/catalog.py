@@ -1,0 +1,250 @@
+"""Reads and writes of the video catalogue in Cassandra (videos, renditions, segments, lifecycle).
+
+One place for these queries so the API and the agents agree on them. Statements are prepared once per
+session; every write is idempotent (deterministic primary keys, values recomputed, no counters), so an
+event replayed after a crash writes the same rows again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cassandra.cluster import ResponseFuture, Session
+from cassandra.query import PreparedStatement
+
+# The fields a creator may set; everything else on a video is owned by the platform.
+EDITABLE_FIELDS = ("title", "description", "tags", "privacy", "thumbnail_time_s")
+PRIVACY_VALUES = ("public", "unlisted", "private")
+STATUSES = ("uploading", "processing", "playable", "ready", "failed", "deleted")
+
+
+async def run(session: Session, statement: PreparedStatement | str, params: Sequence[Any] = ()) -> list[Any]:
+    """Execute without blocking the event loop: the driver's callback resolves an asyncio future."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[Any]] = loop.create_future()
+    future: ResponseFuture = session.execute_async(statement, params)
+
+    def resolve(rows: list[Any]) -> None:
+        if not done.done():
+            done.set_result(rows)
+
+    def fail(exc: BaseException) -> None:
+        if not done.done():
+            done.set_exception(exc)
+
+    def on_success(rows: Iterable[Any]) -> None:
+        loop.call_soon_threadsafe(resolve, list(rows or []))
+
+    def on_error(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(fail, exc)
+
+    future.add_callbacks(on_success, on_error)
+    return await done
+
+
+@dataclass(frozen=True)
+class Segment:
+    rendition: str
+    number: int
+    chunk_index: int
+    start_s: float
+    duration_s: float
+    size_bytes: int
+    object_key: str
+    init_key: str
+
+
+class Catalog:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        prepare = session.prepare
+        self._insert_video = prepare(
+            "INSERT INTO videos (video_id, owner_id, title, description, tags, privacy, status, source_bucket,"
+            " source_key, original_filename, thumbnail_time_s, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'uploading', ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self._get_video = prepare("SELECT * FROM videos WHERE video_id = ?")
+        # Written with the event's own time as the cell timestamp: Cassandra keeps the latest change
+        # whatever order events (or their replays) arrive in, and a replay rewrites identical cells.
+        self._set_status = prepare(
+            "UPDATE videos USING TIMESTAMP ? SET status = ?, status_reason = ?, updated_at = ? WHERE video_id = ?"
+        )
+        self._set_playable_at = prepare(
+            "UPDATE videos USING TIMESTAMP ? SET playable_at = ? WHERE video_id = ?"
+        )
+        self._set_ready_at = prepare("UPDATE videos USING TIMESTAMP ? SET ready_at = ? WHERE video_id = ?")
+        self._record_lifecycle = prepare(
+            "INSERT INTO video_lifecycle (video_id, changed_at, status, reason) VALUES (?, ?, ?, ?)"
+        )
+        self._lifecycle = prepare("SELECT changed_at, status, reason FROM video_lifecycle WHERE video_id = ?")
+        self._set_upload = prepare("UPDATE videos SET size_bytes = ?, updated_at = ? WHERE video_id = ?")
+        self._set_probe = prepare(
+            "UPDATE videos SET duration_s = ?, width = ?, height = ?, fps = ?, updated_at = ? WHERE video_id = ?"
+        )
+        self._upsert_variant = prepare(
+            "INSERT INTO video_variants (video_id, rendition, kind, codec, codecs, width, height, fps,"
+            " bandwidth_bps, average_bandwidth_bps, segment_count, complete)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._variants = prepare("SELECT * FROM video_variants WHERE video_id = ?")
+        self._complete_variant = prepare(
+            "UPDATE video_variants SET complete = ?, codecs = ?, bandwidth_bps = ?, average_bandwidth_bps = ?"
+            " WHERE video_id = ? AND rendition = ?"
+        )
+        self._insert_segment = prepare(
+            "INSERT INTO segments (video_id, rendition, segment_number, chunk_index, start_s, duration_s,"
+            " size_bytes, object_key, init_key, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._segments = prepare(
+            "SELECT segment_number, chunk_index, start_s, duration_s, size_bytes, object_key, init_key"
+            " FROM segments WHERE video_id = ? AND rendition = ?"
+        )
+        self._edit = {
+            name: prepare(f"UPDATE videos SET {name} = ?, updated_at = ? WHERE video_id = ?")
+            for name in EDITABLE_FIELDS
+        }
+
+    # --- videos ---------------------------------------------------------------------------------
+
+    async def create_video(
+        self,
+        video_id: str,
+        owner_id: str,
+        metadata: dict[str, Any],
+        source_bucket: str,
+        source_key: str,
+        original_filename: str | None,
+    ) -> bool:
+        now = datetime.now(UTC)
+        rows = await run(
+            self.session,
+            self._insert_video,
+            (
+                video_id,
+                owner_id,
+                metadata.get("title"),
+                metadata.get("description"),
+                set(metadata.get("tags") or ()),
+                metadata.get("privacy", "public"),
+                source_bucket,
+                source_key,
+                original_filename,
+                metadata.get("thumbnail_time_s"),
+                now,
+                now,
+            ),
+        )
+        return bool(rows and rows[0].applied)
+
+    async def get_video(self, video_id: str) -> Any | None:
+        rows = await run(self.session, self._get_video, (video_id,))
+        return rows[0] if rows else None
+
+    async def edit_video(self, video_id: str, changes: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        for name, value in changes.items():
+            if name not in EDITABLE_FIELDS:
+                raise ValueError(f"{name} is not an editable field")
+            await run(
+                self.session, self._edit[name], (set(value) if name == "tags" else value, now, video_id)
+            )
+
+    async def record_upload(self, video_id: str, size_bytes: int) -> None:
+        await run(self.session, self._set_upload, (size_bytes, datetime.now(UTC), video_id))
+
+    async def record_probe(
+        self, video_id: str, duration_s: float, width: int, height: int, fps: float
+    ) -> None:
+        await run(
+            self.session, self._set_probe, (duration_s, width, height, fps, datetime.now(UTC), video_id)
+        )
+
+    async def set_status(self, video_id: str, status: str, reason: str | None, changed_at: datetime) -> None:
+        """Status on the video row plus one lifecycle row; replaying the same event rewrites both."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        micros = int(changed_at.timestamp() * 1_000_000)
+        await run(self.session, self._record_lifecycle, (video_id, changed_at, status, reason))
+        await run(self.session, self._set_status, (micros, status, reason, changed_at, video_id))
+        if status == "playable":
+            await run(self.session, self._set_playable_at, (micros, changed_at, video_id))
+        elif status == "ready":
+            await run(self.session, self._set_ready_at, (micros, changed_at, video_id))
+
+    async def lifecycle(self, video_id: str) -> list[Any]:
+        return await run(self.session, self._lifecycle, (video_id,))
+
+    # --- renditions and segments ----------------------------------------------------------------
+
+    async def declare_variant(
+        self,
+        video_id: str,
+        rendition: str,
+        kind: str,
+        codec: str,
+        width: int | None,
+        height: int | None,
+        fps: float | None,
+        segment_count: int,
+    ) -> None:
+        await run(
+            self.session,
+            self._upsert_variant,
+            (video_id, rendition, kind, codec, None, width, height, fps, None, None, segment_count, False),
+        )
+
+    async def variants(self, video_id: str) -> list[Any]:
+        return await run(self.session, self._variants, (video_id,))
+
+    async def complete_variant(
+        self, video_id: str, rendition: str, codecs: str, bandwidth_bps: int, average_bandwidth_bps: int
+    ) -> None:
+        await run(
+            self.session,
+            self._complete_variant,
+            (True, codecs, bandwidth_bps, average_bandwidth_bps, video_id, rendition),
+        )
+
+    async def record_segments(self, video_id: str, segments: Iterable[Segment]) -> None:
+        now = datetime.now(UTC)
+        await asyncio.gather(
+            *(
+                run(
+                    self.session,
+                    self._insert_segment,
+                    (
+                        video_id,
+                        s.rendition,
+                        s.number,
+                        s.chunk_index,
+                        s.start_s,
+                        s.duration_s,
+                        s.size_bytes,
+                        s.object_key,
+                        s.init_key,
+                        now,
+                    ),
+                )
+                for s in segments
+            )
+        )
+
+    async def segments(self, video_id: str, rendition: str) -> list[Segment]:
+        rows = await run(self.session, self._segments, (video_id, rendition))
+        return [
+            Segment(
+                rendition,
+                r.segment_number,
+                r.chunk_index,
+                r.start_s,
+                r.duration_s,
+                r.size_bytes,
+                r.object_key,
+                r.init_key,
+            )
+            for r in rows
+        ]
