@@ -370,6 +370,7 @@ def kafka_prepare(server: Server, jars: Path) -> list[str]:
                 "-cp",
                 f"{jars}/*",
                 f"-Dlog4j2.configurationFile={CONF_DIR / 'kafka-log4j2.yaml'}",
+                f"-Dkafka.logs.dir={server.home / 'logs'}",
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
