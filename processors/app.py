@@ -15,7 +15,10 @@ import os
 from typing import Any
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import REGISTRY
 
+from common.metrics import serve_metrics
 from common.settings import Settings, load_settings
 from infra.stack import state_dir
 
@@ -72,9 +75,20 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> fau
     )
 
 
+def attach_prometheus(app: faust.App) -> None:
+    """Faust's own sensors (messages in/out, event latency, commits, rebalances) in the default registry,
+    served with every other metric of this process by common.metrics on METRICS_PORT."""
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
+
+    @app.task
+    async def expose_metrics() -> None:
+        serve_metrics()
+
+
 settings = load_settings()
 role = current_role()
 app = create_app(settings, role)
+attach_prometheus(app)
 
 
 def topic_name(name: str) -> str:

@@ -68,33 +68,58 @@ VIDEO_STATUS_CHANGED: dict[str, Any] = {
     "progress": 0.5,
 }
 TRANSCODE_REQUESTED: dict[str, Any] = {
-    "job_id": "v1/720p/0",
+    "job_id": "v1/video/0/0",
     "video_id": "v1",
     "kind": "VIDEO",
-    "rendition": {"name": "720p", "codec": "H264", "width": 1280, "height": 720, "fps_num": 25, "fps_den": 1},
+    "renditions": [
+        {
+            "name": "720p",
+            "codec": "H264",
+            "bitrate_bps": 4_500_000,
+            "width": 1280,
+            "height": 720,
+            "fps_num": 25,
+            "fps_den": 1,
+            "buffer_size_bits": 9_000_000,
+            "segment_frames": 100,
+            "timescale": 12800,
+            "preset": "veryfast",
+            "crf": 23,
+        },
+    ],
     "chunk_index": 0,
     "chunk_count": 3,
-    "chunk_start_s": 0.0,
-    "chunk_duration_s": 8.0,
-    "segment_duration_s": 4.0,
-    "first_segment_number": 0,
+    "first_segment": 0,
+    "segment_count": 2,
+    "is_last": False,
+    "start": {"num": 0, "den": 1},
+    "duration": {"num": 8, "den": 1},
+    "segment_duration": {"num": 4, "den": 1},
     "source_bucket": "uploads",
     "source_key": "u1/v.mp4",
+    "source_demuxer": "mov",
     "requested_at": T,
 }
 SEGMENT: dict[str, Any] = {
     "number": 0,
+    "start_ticks": 0,
+    "duration_ticks": 51200,
     "start_s": 0.0,
     "duration_s": 4.0,
     "size_bytes": 9000,
     "key": "s0.m4s",
+    "keyframe_offset": 0,
+    "keyframe_size": 4000,
 }
 SEGMENT_READY: dict[str, Any] = {
     "video_id": "v1",
-    "job_id": "v1/720p/0",
+    "job_id": "v1/video/0/0",
     "rendition": "720p",
     "chunk_index": 0,
     "init_key": "init.mp4",
+    "init_sha256": "0" * 64,
+    "codecs": "avc1.64001f",
+    "timescale": 12800,
     "segments": [SEGMENT],
     "produced_at": T,
 }
@@ -116,8 +141,8 @@ CURRENT_FINGERPRINTS = {
     "PlaybackEvent": "8106a18f4e7938d8",
     "PlaybackEventBatch": "8ec745c97e2bac03",
     "RatingSet": "f42a780ce94eadde",
-    "SegmentReady": "709949571dc3ca2b",
-    "TranscodeRequested": "8481d53079f38062",
+    "SegmentReady": "ea09e872c5b6bf2d",
+    "TranscodeRequested": "7a56011bd1ffa2d6",
     "VideoStatusChanged": "d199a357f45b6e2b",
     "VideoUploaded": "0db487bf62feaa2b",
     "ViewRecorded": "a274fb57f7f91559",
@@ -238,7 +263,7 @@ def test_every_event_round_trips(codec: AvroCodec) -> None:
         assert given_part(decoded, value) == value, name
     decoded = codec.decode(codec.encode("TranscodeRequested", TRANSCODE_REQUESTED))
     assert decoded["attempt"] == 1
-    assert decoded["rendition"]["audio_bitrate_kbps"] is None
+    assert decoded["renditions"][0]["channels"] is None
     decoded = codec.decode(codec.encode("PlaybackEvent", PLAYBACK_EVENT))
     assert (decoded["fatal"], decoded["extras"], decoded["bitrate_kbps"]) == (False, {}, None)
 
@@ -286,14 +311,13 @@ INVALID_PAYLOADS = [
     pytest.param(
         "VideoStatusChanged",
         {**VIDEO_STATUS_CHANGED, "status": "DONE"},
-        "field 'status' is 'DONE' (str), expected one of UPLOADING, PROCESSING, PLAYABLE, READY, FAILED, "
-        "DELETED",
+        "field 'status' is 'DONE' (str), expected one of UPLOADING, PROCESSING, PLAYABLE, READY, FAILED, DELETED",
         id="bad-enum-symbol",
     ),
     pytest.param(
         "TranscodeRequested",
-        {**TRANSCODE_REQUESTED, "rendition": {"name": "720p", "codec": "VP9"}},
-        "field 'rendition.codec' is 'VP9' (str), expected one of H264, HEVC, AV1, AAC",
+        {**TRANSCODE_REQUESTED, "renditions": [{"name": "720p", "codec": "VP9", "bitrate_bps": 1}]},
+        "field 'renditions[0].codec' is 'VP9' (str), expected one of H264, HEVC, AV1, AAC",
         id="bad-nested-enum-symbol",
     ),
     pytest.param(
@@ -304,8 +328,8 @@ INVALID_PAYLOADS = [
     ),
     pytest.param(
         "TranscodeRequested",
-        {**TRANSCODE_REQUESTED, "rendition": {"name": None, "codec": "AAC"}},
-        "field 'rendition.name' is null, expected string",
+        {**TRANSCODE_REQUESTED, "renditions": [{"name": None, "codec": "AAC", "bitrate_bps": 1}]},
+        "field 'renditions[0].name' is null, expected string",
         id="null-in-non-null-nested",
     ),
     pytest.param(
@@ -412,9 +436,7 @@ def schema_dir(tmp_path: Path) -> Path:
 
 def test_snapshot_then_evolve_keeps_old_messages_readable(schema_dir: Path) -> None:
     before = AvroCodec(schema_dir=schema_dir)
-    old_message = before.encode(
-        "RatingSet", {"video_id": "v1", "user_id": "u1", "value": "LIKE", "rated_at": T}
-    )
+    old_message = before.encode("RatingSet", {"video_id": "v1", "user_id": "u1", "value": "LIKE", "rated_at": T})
 
     path = snapshot_schema("RatingSet", schema_dir)
     assert path == schema_dir / "history" / "RatingSet.v1.avsc"
@@ -451,15 +473,11 @@ UNDECODABLE = [
     pytest.param(b"", "not an Avro message: starts with nothing", id="empty"),
     pytest.param(b'{"video_id": "v1"}', "not an Avro message: starts with 7b227669", id="json"),
     pytest.param(b"\xc3\x01\xd1\x99", "truncated single-object header (4 bytes)", id="short-header"),
-    pytest.param(
-        b"\xc3\x01" + bytes(8) + b"\x02", "unknown schema fingerprint 0000000000000000", id="unknown-fp"
-    ),
+    pytest.param(b"\xc3\x01" + bytes(8) + b"\x02", "unknown schema fingerprint 0000000000000000", id="unknown-fp"),
     pytest.param(GOOD[:-4], "corrupt or truncated VideoStatusChanged body (EOFError", id="truncated-body"),
     pytest.param(GOOD[:10], "corrupt or truncated VideoStatusChanged body", id="header-only"),
     pytest.param(GOOD + b"\x00", "1 trailing bytes after a VideoStatusChanged body", id="trailing-bytes"),
-    pytest.param(
-        GOOD[:10] + b"\x04v1\x7f", "corrupt or truncated VideoStatusChanged body", id="bad-enum-index"
-    ),
+    pytest.param(GOOD[:10] + b"\x04v1\x7f", "corrupt or truncated VideoStatusChanged body", id="bad-enum-index"),
     pytest.param(GOOD[:10] + b"\x01\xff", "corrupt or truncated VideoStatusChanged body", id="negative-len"),
     pytest.param(b"\x00\x00\x00\x00\x07\x02", "schema id 7) but no SCHEMA_REGISTRY_URL", id="confluent"),
     pytest.param(b"\x00\x00\x01", "truncated Confluent header (3 bytes)", id="short-confluent"),
