@@ -31,3 +31,13 @@ def ensure_buckets(settings: StorageSettings | None = None) -> list[str]:
             client.make_bucket(bucket)
             created.append(bucket)
     return created
+
+
+def media_key(video_id: str, name: str) -> str:
+    """Where a packaged object of a video lives in the media bucket (manifests, segments, artwork)."""
+    return f"videos/{video_id}/{name}"
+
+
+def source_key(video_id: str) -> str:
+    """Where the original upload of a video lives in the uploads bucket (never served)."""
+    return f"sources/{video_id}"

@@ -62,7 +62,6 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> fau
         f"{settings.topic_prefix}vidplat-{role}",
         **broker_options(settings),
         autodiscover=ROLE_MODULES[role],
-        origin="processors",
         store=os.environ.get("FAUST_STORE", "rocksdb://"),
         datadir=os.environ.get("FAUST_DATADIR", str(state_dir() / f"faust-{role}")),
         web_enabled=False,

@@ -37,13 +37,9 @@ async def dead_letter(
         "failed_at": datetime.now(UTC),
         "agent": agent,
     }
-    await dlq.send(
-        key=message.key, value=default_codec().encode("DeadLetter", record, topic=dlq.get_topic_name())
-    )
+    await dlq.send(key=message.key, value=default_codec().encode("DeadLetter", record, topic=dlq.get_topic_name()))
     DEAD_LETTERS.labels(message.topic, agent).inc()
-    log.error(
-        "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, record["error"]
-    )
+    log.error("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, record["error"])
 
 
 async def decoded(

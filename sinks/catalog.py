@@ -56,6 +56,11 @@ class Segment:
     size_bytes: int
     object_key: str
     init_key: str
+    timescale: int
+    start_ticks: int
+    duration_ticks: int
+    keyframe_offset: int
+    keyframe_size: int
 
 
 class Catalog:
@@ -73,9 +78,7 @@ class Catalog:
         self._set_status = prepare(
             "UPDATE videos USING TIMESTAMP ? SET status = ?, status_reason = ?, updated_at = ? WHERE video_id = ?"
         )
-        self._set_playable_at = prepare(
-            "UPDATE videos USING TIMESTAMP ? SET playable_at = ? WHERE video_id = ?"
-        )
+        self._set_playable_at = prepare("UPDATE videos USING TIMESTAMP ? SET playable_at = ? WHERE video_id = ?")
         self._set_ready_at = prepare("UPDATE videos USING TIMESTAMP ? SET ready_at = ? WHERE video_id = ?")
         self._record_lifecycle = prepare(
             "INSERT INTO video_lifecycle (video_id, changed_at, status, reason) VALUES (?, ?, ?, ?)"
@@ -86,9 +89,15 @@ class Catalog:
             "UPDATE videos SET duration_s = ?, width = ?, height = ?, fps = ?, updated_at = ? WHERE video_id = ?"
         )
         self._upsert_variant = prepare(
-            "INSERT INTO video_variants (video_id, rendition, kind, codec, codecs, width, height, fps,"
-            " bandwidth_bps, average_bandwidth_bps, segment_count, complete)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO video_variants (video_id, rendition, kind, codec, width, height, fps, chunk_count,"
+            " complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, false)"
+        )
+        self._variant_init = prepare(
+            "UPDATE video_variants SET init_sha256 = ?, codecs = ?, timescale = ? WHERE video_id = ? AND rendition = ?"
+        )
+        self._set_plan = prepare(
+            "UPDATE videos SET plan = ?, source_demuxer = ?, duration_s = ?, width = ?, height = ?, fps = ?,"
+            " updated_at = ? WHERE video_id = ?"
         )
         self._variants = prepare("SELECT * FROM video_variants WHERE video_id = ?")
         self._complete_variant = prepare(
@@ -97,10 +106,12 @@ class Catalog:
         )
         self._insert_segment = prepare(
             "INSERT INTO segments (video_id, rendition, segment_number, chunk_index, start_s, duration_s,"
-            " size_bytes, object_key, init_key, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " size_bytes, object_key, init_key, timescale, start_ticks, duration_ticks, keyframe_offset,"
+            " keyframe_size, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._segments = prepare(
-            "SELECT segment_number, chunk_index, start_s, duration_s, size_bytes, object_key, init_key"
+            "SELECT segment_number, chunk_index, start_s, duration_s, size_bytes, object_key, init_key,"
+            " timescale, start_ticks, duration_ticks, keyframe_offset, keyframe_size"
             " FROM segments WHERE video_id = ? AND rendition = ?"
         )
         self._edit = {
@@ -149,18 +160,22 @@ class Catalog:
         for name, value in changes.items():
             if name not in EDITABLE_FIELDS:
                 raise ValueError(f"{name} is not an editable field")
-            await run(
-                self.session, self._edit[name], (set(value) if name == "tags" else value, now, video_id)
-            )
+            await run(self.session, self._edit[name], (set(value) if name == "tags" else value, now, video_id))
 
     async def record_upload(self, video_id: str, size_bytes: int) -> None:
         await run(self.session, self._set_upload, (size_bytes, datetime.now(UTC), video_id))
 
-    async def record_probe(
-        self, video_id: str, duration_s: float, width: int, height: int, fps: float
+    async def record_probe(self, video_id: str, duration_s: float, width: int, height: int, fps: float) -> None:
+        await run(self.session, self._set_probe, (duration_s, width, height, fps, datetime.now(UTC), video_id))
+
+    async def record_plan(
+        self, video_id: str, plan_json: str, demuxer: str, duration_s: float, width: int, height: int, fps: float
     ) -> None:
+        """What the probe found and the transcoding plan it made, in one write."""
         await run(
-            self.session, self._set_probe, (duration_s, width, height, fps, datetime.now(UTC), video_id)
+            self.session,
+            self._set_plan,
+            (plan_json, demuxer, duration_s, width, height, fps, datetime.now(UTC), video_id),
         )
 
     async def set_status(self, video_id: str, status: str, reason: str | None, changed_at: datetime) -> None:
@@ -189,13 +204,18 @@ class Catalog:
         width: int | None,
         height: int | None,
         fps: float | None,
-        segment_count: int,
+        chunk_count: int,
     ) -> None:
         await run(
             self.session,
             self._upsert_variant,
-            (video_id, rendition, kind, codec, None, width, height, fps, None, None, segment_count, False),
+            (video_id, rendition, kind, codec, width, height, fps, chunk_count),
         )
+
+    async def record_variant_init(
+        self, video_id: str, rendition: str, init_sha256: str, codecs: str, timescale: int
+    ) -> None:
+        await run(self.session, self._variant_init, (init_sha256, codecs, timescale, video_id, rendition))
 
     async def variants(self, video_id: str) -> list[Any]:
         return await run(self.session, self._variants, (video_id,))
@@ -226,6 +246,11 @@ class Catalog:
                         s.size_bytes,
                         s.object_key,
                         s.init_key,
+                        s.timescale,
+                        s.start_ticks,
+                        s.duration_ticks,
+                        s.keyframe_offset,
+                        s.keyframe_size,
                         now,
                     ),
                 )
@@ -245,6 +270,31 @@ class Catalog:
                 r.size_bytes,
                 r.object_key,
                 r.init_key,
+                r.timescale,
+                r.start_ticks,
+                r.duration_ticks,
+                r.keyframe_offset,
+                r.keyframe_size,
             )
             for r in rows
         ]
+
+    # --- conditional transitions (API) -------------------------------------------------------------
+
+    async def transition_status(
+        self, video_id: str, expected: str, status: str, reason: str | None, changed_at: datetime
+    ) -> bool:
+        """Move the video row from ``expected`` to ``status`` only if it is still ``expected`` (an LWT).
+
+        The API uses it so that two concurrent completions of one upload cannot both publish; returns
+        whether this call made the change. The lifecycle row is written separately with ``set_status``.
+        """
+        if status not in STATUSES or expected not in STATUSES:
+            raise ValueError(f"unknown status {expected!r} or {status!r}")
+        statement = getattr(self, "_transition_status", None)
+        if statement is None:
+            statement = self._transition_status = self.session.prepare(
+                "UPDATE videos SET status = ?, status_reason = ?, updated_at = ? WHERE video_id = ? IF status = ?"
+            )
+        rows = await run(self.session, statement, (status, reason, changed_at, video_id, expected))
+        return bool(rows and rows[0].applied)

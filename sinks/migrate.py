@@ -47,9 +47,7 @@ class Migration:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
     def statements(self) -> list[str]:
-        without_comments = "\n".join(
-            line for line in self.text.splitlines() if not line.strip().startswith("--")
-        )
+        without_comments = "\n".join(line for line in self.text.splitlines() if not line.strip().startswith("--"))
         return [part.strip() for part in re.split(r";\s*$", without_comments, flags=re.M) if part.strip()]
 
 
@@ -69,9 +67,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 def ensure_keyspace(session: Session, settings: CassandraSettings) -> None:
     if not KEYSPACE_NAME.match(settings.keyspace):
         raise MigrationError(f"invalid keyspace name {settings.keyspace!r}")
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = {settings.replication}"
-    )
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = {settings.replication}")
     session.set_keyspace(settings.keyspace)
     session.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -80,10 +76,7 @@ def ensure_keyspace(session: Session, settings: CassandraSettings) -> None:
 
 
 def applied_versions(session: Session) -> dict[int, str]:
-    return {
-        row.version: row.checksum
-        for row in session.execute("SELECT version, checksum FROM schema_migrations")
-    }
+    return {row.version: row.checksum for row in session.execute("SELECT version, checksum FROM schema_migrations")}
 
 
 def migrate(settings: CassandraSettings | None = None, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -107,9 +100,7 @@ def migrate(settings: CassandraSettings | None = None, directory: Path = MIGRATI
                 continue
             for statement in migration.statements():
                 session.execute(statement, timeout=120)
-            session.execute(
-                record, (migration.version, migration.name, migration.checksum, datetime.now(UTC))
-            )
+            session.execute(record, (migration.version, migration.name, migration.checksum, datetime.now(UTC)))
             applied.append(migration)
         return applied
     finally:

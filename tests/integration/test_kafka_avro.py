@@ -91,7 +91,7 @@ def echo_worker(live_servers: Settings, unique: str, tmp_path: Path) -> Iterator
     create_topics(live_servers, names["ECHO_IN"], names["ECHO_OUT"], names["ECHO_IN"] + ".dlq")
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "tests.integration.faust_echo_app", "worker", "-l", "info"],
+        [sys.executable, "-m", "faust", "-A", "tests.integration.faust_echo_app", "worker", "--without-web", "-l", "info"],
         cwd=REPO_ROOT,
         env={**os.environ, **names},
         stdout=log,

@@ -1,0 +1,207 @@
+"""The platform's own processes: the API, the control worker and transcode workers.
+
+    python -m infra.services up      # start what is not running, wait until each is ready
+    python -m infra.services status
+    python -m infra.services down
+
+Each process logs to `$VIDPLAT_STATE_DIR/services/<name>.log` and serves Prometheus metrics on its own
+port (API 9400, control worker 9401, transcode workers 9402+). `TRANSCODE_WORKERS` sets how many
+transcode workers run (default 1: each already uses both cores for its encoder threads).
+Tests build their own `Service` list with another topic prefix and ports, and kill workers at will.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.settings import REPO_ROOT, Settings, load_settings
+from infra.stack import pid_alive, resident_mib, state_dir, tail
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+@dataclass
+class Service:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    ready: Callable[[Service], bool]
+    home: Path = field(default_factory=lambda: state_dir() / "services")
+    timeout_s: float = 120
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / f"{self.name}.log"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.home / f"{self.name}.pid"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def start(self) -> str:
+        if self.pid():
+            return "already running"
+        self.home.mkdir(parents=True, exist_ok=True)
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            process = subprocess.Popen(
+                self.command,
+                cwd=REPO_ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_path.write_text(str(process.pid))
+        self._log_offset = log_offset
+        return "started"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            pid = self.pid()
+            if pid is None:
+                raise ServiceError(f"{self.name} exited at start; last lines of {self.log_path}:\n{tail(self.log_path)}")
+            if self.ready(self):
+                return
+            time.sleep(0.5)
+        raise ServiceError(f"{self.name} not ready after {self.timeout_s:.0f}s:\n{tail(self.log_path)}")
+
+    def recent_log(self) -> str:
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(getattr(self, "_log_offset", 0))
+            return log.read().decode(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> str:
+        pid = self.pid()
+        if pid is None:
+            self.pid_path.unlink(missing_ok=True)
+            return "not running"
+        os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
+        return "stopped"
+
+
+def http_ok(url: str) -> Callable[[Service], bool]:
+    def check(service: Service) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    return check
+
+
+def faust_ready(service: Service) -> bool:
+    # Faust logs this once the worker has joined its group and its agents are running.
+    return "[^Worker]: Ready" in service.recent_log()
+
+
+def platform_services(settings: Settings, transcode_workers: int, home: Path | None = None) -> list[Service]:
+    python = sys.executable
+    base = {"TOPIC_PREFIX": settings.topic_prefix, "PYTHONUNBUFFERED": "1"}
+    home = home or state_dir() / "services"
+    api_url = f"http://{settings.api_host}:{settings.api_port}/api/v1/health"
+    services = [
+        Service(
+            "api",
+            [python, "-m", "api"],
+            {**base, "API_PORT": str(settings.api_port), "METRICS_PORT": str(settings.metrics_port)},
+            http_ok(api_url),
+            home,
+        ),
+        Service(
+            "control-worker",
+            [python, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"],
+            {
+                **base,
+                "PROCESSOR_ROLE": "control",
+                "METRICS_PORT": str(settings.metrics_port + 1),
+                "FAUST_DATADIR": str(home / "faust-control"),
+            },
+            faust_ready,
+            home,
+        ),
+    ]
+    for index in range(transcode_workers):
+        services.append(
+            Service(
+                f"transcode-worker-{index + 1}",
+                [python, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"],
+                {
+                    **base,
+                    "PROCESSOR_ROLE": "transcode",
+                    "METRICS_PORT": str(settings.metrics_port + 2 + index),
+                    "FAUST_DATADIR": str(home / f"faust-transcode-{index + 1}"),
+                    "WORK_DIR": str(home / f"work-transcode-{index + 1}"),
+                },
+                faust_ready,
+                home,
+            )
+        )
+    return services
+
+
+def up(services: list[Service]) -> None:
+    for service in services:
+        print(f"[services] {service.name}: {service.start()}", flush=True)
+    for service in services:
+        service.wait_ready()
+        print(f"[services] {service.name}: ready (pid {service.pid()})", flush=True)
+
+
+def down(services: list[Service]) -> None:
+    for service in reversed(services):
+        print(f"[services] {service.name}: {service.stop()}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.services", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    services = platform_services(load_settings(), int(os.environ.get("TRANSCODE_WORKERS", "1")))
+    try:
+        if args.command == "up":
+            up(services)
+        elif args.command == "down":
+            down(services)
+        else:
+            for service in services:
+                pid = service.pid()
+                rss = resident_mib(pid) if pid else None
+                state = f"running pid={pid} {rss:.0f} MiB RSS" if pid and rss else "stopped"
+                print(f"{service.name:<20} {state}")
+    except ServiceError as exc:
+        print(f"[services] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
