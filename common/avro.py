@@ -79,9 +79,7 @@ class SchemaValidationError(ValueError):
     """A value does not fit its schema; ``record`` and ``field`` say where."""
 
     def __init__(self, record: str, field: str, problem: str) -> None:
-        super().__init__(
-            f"invalid {record}: field {field!r} {problem}" if field else f"invalid {record}: {problem}"
-        )
+        super().__init__(f"invalid {record}: field {field!r} {problem}" if field else f"invalid {record}: {problem}")
         self.record = record
         self.field = field
 
@@ -152,8 +150,7 @@ def _inline_references(node: Any, schema_dir: Path, defined: set[str]) -> Any:
         defined.add(name if "." in name else f"{node.get('namespace', NAMESPACE)}.{name}")
     if kind in ("record", "error"):
         out["fields"] = [
-            {**field, "type": _inline_references(field["type"], schema_dir, defined)}
-            for field in node["fields"]
+            {**field, "type": _inline_references(field["type"], schema_dir, defined)} for field in node["fields"]
         ]
     elif kind == "array":
         out["items"] = _inline_references(node["items"], schema_dir, defined)
@@ -389,9 +386,7 @@ class SchemaRegistryClient:
                 detail = str(json.loads(detail).get("message", detail))
             except (ValueError, AttributeError):
                 pass
-            raise SchemaRegistryError(
-                f"schema registry {method} {path}: HTTP {exc.code}: {detail}", exc.code
-            ) from exc
+            raise SchemaRegistryError(f"schema registry {method} {path}: HTTP {exc.code}: {detail}", exc.code) from exc
         except (OSError, ValueError) as exc:  # URLError, timeouts, a reply that is not JSON
             raise SchemaRegistryError(f"schema registry {method} {self.url}{path} failed: {exc}") from exc
         if not isinstance(reply, dict):
@@ -409,9 +404,7 @@ class AvroCodec:
     encoding. It reads both.
     """
 
-    def __init__(
-        self, registry: SchemaRegistryClient | None = None, *, schema_dir: Path = SCHEMA_DIR
-    ) -> None:
+    def __init__(self, registry: SchemaRegistryClient | None = None, *, schema_dir: Path = SCHEMA_DIR) -> None:
         self.registry = registry
         self.schema_dir = schema_dir
         self._registry_versions: dict[int, SchemaVersion] = {}
@@ -477,17 +470,11 @@ class AvroCodec:
             same = reader.fingerprint == writer.fingerprint
             record = fastavro.schemaless_reader(stream, writer.parsed, None if same else reader.parsed)
         except SchemaResolutionError as exc:
-            raise UndecodableMessage(
-                f"a {writer.label} message cannot be read as {reader.label}: {exc}"
-            ) from exc
+            raise UndecodableMessage(f"a {writer.label} message cannot be read as {reader.label}: {exc}") from exc
         except Exception as exc:  # corrupt bodies surface as EOFError, UnicodeDecodeError, IndexError, ...
-            raise UndecodableMessage(
-                f"corrupt or truncated {writer.label} body ({type(exc).__name__}: {exc})"
-            ) from exc
+            raise UndecodableMessage(f"corrupt or truncated {writer.label} body ({type(exc).__name__}: {exc})") from exc
         if stream.tell() != len(body):
-            raise UndecodableMessage(
-                f"{len(body) - stream.tell()} trailing bytes after a {writer.label} body"
-            )
+            raise UndecodableMessage(f"{len(body) - stream.tell()} trailing bytes after a {writer.label} body")
         if not isinstance(record, dict):
             raise UndecodableMessage(f"a {writer.label} body did not decode to a record")
         return record
@@ -529,14 +516,10 @@ class AvroCodec:
         try:
             parsed = parse_schema(json.loads(text))
         except Exception as exc:
-            raise UndecodableMessage(
-                f"registry schema id {schema_id} is not a usable Avro schema: {exc}"
-            ) from exc
+            raise UndecodableMessage(f"registry schema id {schema_id} is not a usable Avro schema: {exc}") from exc
         full_name = str(parsed.get("name", "")) if isinstance(parsed, dict) else ""
         if not isinstance(parsed, dict) or not full_name.startswith(f"{NAMESPACE}."):
-            raise UndecodableMessage(
-                f"registry schema id {schema_id} is {full_name!r}, not a {NAMESPACE} record"
-            )
+            raise UndecodableMessage(f"registry schema id {schema_id} is {full_name!r}, not a {NAMESPACE} record")
         name = full_name.removeprefix(f"{NAMESPACE}.")
         canonical = to_parsing_canonical_form(parsed)
         version = SchemaVersion(
@@ -593,9 +576,7 @@ class FaustAvroCodec(faust.Codec):
         return self._codec.decode(s, self.kwargs["record_name"])
 
 
-def register_faust_codec(
-    record_name: str, *, topic: str | None = None, codec: AvroCodec | None = None
-) -> str:
+def register_faust_codec(record_name: str, *, topic: str | None = None, codec: AvroCodec | None = None) -> str:
     """Register a FaustAvroCodec under a name and return it, for ``value_serializer="avro:<Record>..."``."""
     name = f"avro:{record_name}" + (f":{topic}" if topic else "")
     faust_codecs.register(name, FaustAvroCodec(record_name, topic=topic, codec=codec))

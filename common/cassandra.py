@@ -15,11 +15,7 @@ def cassandra_cluster(settings: CassandraSettings | None = None) -> Cluster:
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc)),
         request_timeout=30,
     )
-    auth = (
-        PlainTextAuthProvider(username=settings.username, password=settings.password)
-        if settings.username
-        else None
-    )
+    auth = PlainTextAuthProvider(username=settings.username, password=settings.password) if settings.username else None
     return Cluster(
         contact_points=list(settings.contact_points),
         port=settings.port,

@@ -60,17 +60,13 @@ class KafkaSettings:
 
 @dataclass(frozen=True)
 class CassandraSettings:
-    contact_points: tuple[str, ...] = field(
-        default_factory=lambda: _env_list("CASSANDRA_CONTACT_POINTS", "127.0.0.1")
-    )
+    contact_points: tuple[str, ...] = field(default_factory=lambda: _env_list("CASSANDRA_CONTACT_POINTS", "127.0.0.1"))
     port: int = field(default_factory=lambda: _env_int("CASSANDRA_PORT", 9042))
     keyspace: str = field(default_factory=lambda: _env("CASSANDRA_KEYSPACE", "vidplat"))
     local_dc: str = field(default_factory=lambda: _env("CASSANDRA_LOCAL_DC", "datacenter1"))
     # CQL replication map for the keyspace, e.g. "{'class': 'NetworkTopologyStrategy', 'dc1': 3}".
     replication: str = field(
-        default_factory=lambda: _env(
-            "CASSANDRA_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
+        default_factory=lambda: _env("CASSANDRA_REPLICATION", "{'class': 'SimpleStrategy', 'replication_factor': 1}")
     )
     username: str = field(default_factory=lambda: _env("CASSANDRA_USERNAME", ""))
     password: str = field(default_factory=lambda: _env("CASSANDRA_PASSWORD", ""), repr=False)

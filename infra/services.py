@@ -79,7 +79,9 @@ class Service:
         while time.monotonic() < deadline:
             pid = self.pid()
             if pid is None:
-                raise ServiceError(f"{self.name} exited at start; last lines of {self.log_path}:\n{tail(self.log_path)}")
+                raise ServiceError(
+                    f"{self.name} exited at start; last lines of {self.log_path}:\n{tail(self.log_path)}"
+                )
             if self.ready(self):
                 return
             time.sleep(0.5)

@@ -84,9 +84,7 @@ def find_java17() -> Path:
 
 def java_major_version(java: Path) -> int | None:
     try:
-        out = subprocess.run(
-            [str(java), "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stderr
+        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30, check=False).stderr
     except (OSError, subprocess.TimeoutExpired):
         return None
     for token in out.split():
@@ -142,9 +140,7 @@ def fetch(server: str) -> Path:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise StackError(
-            f"fetching {server} jars from Maven Central failed (mvn exit {result.returncode}):\n{tail}"
-        )
+        raise StackError(f"fetching {server} jars from Maven Central failed (mvn exit {result.returncode}):\n{tail}")
     (partial / ".complete").write_text(pom_digest(server))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)

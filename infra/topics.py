@@ -64,9 +64,7 @@ class Plan:
         return not (self.create or self.add_partitions or self.alter_config)
 
     def describe(self) -> list[str]:
-        lines = [
-            f"create {t.name} (partitions={t.partitions}, rf={t.replication_factor})" for t in self.create
-        ]
+        lines = [f"create {t.name} (partitions={t.partitions}, rf={t.replication_factor})" for t in self.create]
         lines += [f"raise partitions of {name} to {count}" for name, count in self.add_partitions.items()]
         for name, changes in self.alter_config.items():
             lines += [f"set {name} {key}={value}" for key, value in sorted(changes.items())]
@@ -149,8 +147,7 @@ def apply_plan(admin: AdminClient, plan: Plan) -> None:
     futures: dict[str, Any] = {}
     if plan.create:
         new_topics = [
-            NewTopic(spec.name, spec.partitions, spec.replication_factor, config=spec.config)
-            for spec in plan.create
+            NewTopic(spec.name, spec.partitions, spec.replication_factor, config=spec.config) for spec in plan.create
         ]
         futures.update(admin.create_topics(new_topics, operation_timeout=ADMIN_TIMEOUT_S))
     if plan.add_partitions:
@@ -196,9 +193,7 @@ def wait_until_visible(admin: AdminClient, plan: Plan) -> None:
         if expected:
             time.sleep(0.2)
     if expected:
-        raise RuntimeError(
-            f"topics not visible in cluster metadata after {ADMIN_TIMEOUT_S}s: {sorted(expected)}"
-        )
+        raise RuntimeError(f"topics not visible in cluster metadata after {ADMIN_TIMEOUT_S}s: {sorted(expected)}")
 
 
 def reconcile(settings: Settings | None = None, dry_run: bool = False) -> Plan:

@@ -32,9 +32,7 @@ def test_video_row_round_trip_with_prepared_statements(session: Session, unique:
         (f"v-{unique}", "owner-1", "Big Buck Bunny", {"animation", "cc-by"}, "uploading", 5_300_000, created),
     )
 
-    select = session.prepare(
-        "SELECT title, tags, status, size_bytes, created_at FROM videos WHERE video_id = ?"
-    )
+    select = session.prepare("SELECT title, tags, status, size_bytes, created_at FROM videos WHERE video_id = ?")
     row = session.execute(select, (f"v-{unique}",)).one()
     assert row.title == "Big Buck Bunny"
     assert row.tags == {"animation", "cc-by"}
@@ -51,14 +49,10 @@ def test_segment_rows_are_idempotent_on_their_deterministic_key(session: Session
     # A redone chunk writes the same key again: one row, the latest values.
     for size in (1000, 1200):
         for number in range(3):
-            session.execute(
-                insert, (f"v-{unique}", "360p", number, 4.0, size, f"v/{unique}/360p/{number}.m4s")
-            )
+            session.execute(insert, (f"v-{unique}", "360p", number, 4.0, size, f"v/{unique}/360p/{number}.m4s"))
     rows = list(
         session.execute(
-            session.prepare(
-                "SELECT segment_number, size_bytes FROM segments WHERE video_id = ? AND rendition = ?"
-            ),
+            session.prepare("SELECT segment_number, size_bytes FROM segments WHERE video_id = ? AND rendition = ?"),
             (f"v-{unique}", "360p"),
         )
     )

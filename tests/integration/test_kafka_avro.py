@@ -48,9 +48,7 @@ def create_topics(settings: Settings, *names: str) -> None:
 def produce(settings: Settings, topic: str, key: str, value: bytes) -> None:
     producer = durable_producer(settings.kafka)
     errors: list[KafkaError] = []
-    producer.produce(
-        topic, key=key.encode(), value=value, on_delivery=lambda err, msg: err and errors.append(err)
-    )
+    producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda err, msg: err and errors.append(err))
     assert producer.flush(30) == 0
     assert errors == []
 
@@ -91,7 +89,17 @@ def echo_worker(live_servers: Settings, unique: str, tmp_path: Path) -> Iterator
     create_topics(live_servers, names["ECHO_IN"], names["ECHO_OUT"], names["ECHO_IN"] + ".dlq")
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "tests.integration.faust_echo_app", "worker", "--without-web", "-l", "info"],
+        [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            "tests.integration.faust_echo_app",
+            "worker",
+            "--without-web",
+            "-l",
+            "info",
+        ],
         cwd=REPO_ROOT,
         env={**os.environ, **names},
         stdout=log,

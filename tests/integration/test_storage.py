@@ -24,9 +24,7 @@ def client(live_servers: Settings) -> Minio:
 def test_put_then_get_returns_the_same_bytes(client: Minio, settings: Settings, unique: str) -> None:
     body = bytes(range(256)) * 1000
     bucket = settings.storage.media_bucket
-    client.put_object(
-        bucket, f"tests/{unique}/blob.bin", io.BytesIO(body), len(body), content_type="video/mp4"
-    )
+    client.put_object(bucket, f"tests/{unique}/blob.bin", io.BytesIO(body), len(body), content_type="video/mp4")
     response = client.get_object(bucket, f"tests/{unique}/blob.bin")
     try:
         assert response.read() == body
@@ -36,9 +34,7 @@ def test_put_then_get_returns_the_same_bytes(client: Minio, settings: Settings, 
         response.release_conn()
 
 
-def test_presigned_put_accepts_an_upload_without_credentials(
-    client: Minio, settings: Settings, unique: str
-) -> None:
+def test_presigned_put_accepts_an_upload_without_credentials(client: Minio, settings: Settings, unique: str) -> None:
     bucket = settings.storage.uploads_bucket
     url = client.presigned_put_object(bucket, f"tests/{unique}/upload.mp4", expires=timedelta(minutes=5))
     body = b"\x00\x00\x00\x18ftypmp42" + b"x" * 4096
@@ -59,9 +55,7 @@ def test_presigned_put_refuses_a_tampered_key(client: Minio, settings: Settings,
     refused.value.close()
 
 
-def test_ranged_get_returns_exactly_the_requested_bytes(
-    client: Minio, settings: Settings, unique: str
-) -> None:
+def test_ranged_get_returns_exactly_the_requested_bytes(client: Minio, settings: Settings, unique: str) -> None:
     body = bytes(i % 251 for i in range(100_000))
     bucket = settings.storage.media_bucket
     client.put_object(bucket, f"tests/{unique}/ranged.bin", io.BytesIO(body), len(body))

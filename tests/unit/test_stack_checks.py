@@ -25,14 +25,10 @@ def test_no_maven_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_failed_fetch_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VIDPLAT_CACHE_DIR", str(tmp_path))
     fake_mvn = tmp_path / "mvn"
-    fake_mvn.write_text(
-        "#!/bin/sh\necho 'Could not resolve dependencies: repo1.maven.org unreachable'\nexit 1\n"
-    )
+    fake_mvn.write_text("#!/bin/sh\necho 'Could not resolve dependencies: repo1.maven.org unreachable'\nexit 1\n")
     fake_mvn.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(
-        stack.StackError, match="(?s)fetching kafka jars from Maven Central failed.*unreachable"
-    ):
+    with pytest.raises(stack.StackError, match="(?s)fetching kafka jars from Maven Central failed.*unreachable"):
         stack.fetch("kafka")
 
 

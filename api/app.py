@@ -1,0 +1,72 @@
+"""The aiohttp application: uploads, video metadata and playback (DESIGN.md, "The VOD path").
+
+``init_app(settings)`` builds it; its resources (the Kafka event publisher, the Cassandra session with the
+Catalog, the S3 client) are ``cleanup_ctx`` generators, opened on startup and closed on shutdown.
+
+Run it with ``python -m api``: it listens on API_HOST:API_PORT (127.0.0.1:8080) and serves
+Prometheus metrics on METRICS_PORT (9400). Tests use ``aiohttp_client(await init_app(settings))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api.config import ApiConfig
+from api.errors import error_middleware
+from api.keys import catalog_key, config_key, events_key, settings_key, store_key
+from api.middlewares import add_cors_headers, cors_preflight_middleware, metrics_middleware
+from api.routes import setup_routes
+from api.storage import ObjectStore
+from common.cassandra import cassandra_session
+from common.metrics import serve_metrics
+from common.settings import Settings, load_settings
+from common.storage import storage_client
+from producers.video_events import VideoEventPublisher
+from sinks.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = ObjectStore(storage_client(app[settings_key].storage), threads=app[config_key].storage_threads)
+    app[store_key] = store
+    yield
+    await asyncio.to_thread(store.close)
+
+
+async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Connecting and preparing statements block: done on a thread, once.
+    session = await asyncio.to_thread(cassandra_session, app[settings_key].cassandra)
+    try:
+        app[catalog_key] = await asyncio.to_thread(Catalog, session)
+        yield
+    finally:
+        await asyncio.to_thread(session.cluster.shutdown)
+
+
+async def events_ctx(app: web.Application) -> AsyncIterator[None]:
+    timeout_s = app[config_key].kafka_delivery_timeout_s
+    async with VideoEventPublisher(app[settings_key], delivery_timeout_s=timeout_s) as events:
+        app[events_key] = events
+        yield
+
+
+async def init_app(settings: Settings | None = None, config: ApiConfig | None = None) -> web.Application:
+    app = web.Application(middlewares=[metrics_middleware, cors_preflight_middleware, error_middleware])
+    app[settings_key] = settings or load_settings()
+    app[config_key] = config or ApiConfig()
+    app.cleanup_ctx.extend([storage_ctx, catalog_ctx, events_ctx])
+    app.on_response_prepare.append(add_cors_headers)
+    setup_routes(app)
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    serve_metrics(settings.metrics_port)
+    web.run_app(init_app(settings), host=settings.api_host, port=settings.api_port)

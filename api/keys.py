@@ -1,0 +1,20 @@
+"""The application's state keys (``web.AppKey``), in one place so handlers and setup agree on types."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.config import ApiConfig
+from api.storage import ObjectStore
+from common.settings import Settings
+from producers.video_events import VideoEventPublisher
+from sinks.catalog import Catalog
+
+settings_key = web.AppKey("settings", Settings)
+config_key = web.AppKey("config", ApiConfig)
+events_key = web.AppKey("events", VideoEventPublisher)
+catalog_key = web.AppKey("catalog", Catalog)
+store_key = web.AppKey("store", ObjectStore)
+
+# Set once a streamed response has sent its headers: an error after that cannot become an error response.
+response_started_key = web.RequestKey("response_started", bool)

@@ -1,0 +1,25 @@
+"""Every route of the API, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api import health, playback, videos
+
+VIDEO = "/api/v1/videos/{video_id}"
+# The per-video playback files; anything else under a video is one of its renditions (or a 404).
+VIDEO_ASSET = VIDEO + r"/{asset:playlist\.m3u8|manifest\.mpd|stream|poster\.jpg|storyboard\.vtt|storyboard\.jpg}"
+
+
+def setup_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get("/api/v1/health", health.health, name="health")
+    # Uploads and metadata.
+    router.add_post("/api/v1/videos", videos.create_video, name="videos")
+    router.add_post("/api/v1/videos/upload", videos.upload_video_form, name="video_form_upload")
+    router.add_get(VIDEO, videos.get_video, name="video")
+    router.add_get(VIDEO + "/status", videos.get_video_status, name="video_status")
+    router.add_post(VIDEO + "/complete", videos.complete_upload, name="video_complete")
+    # Playback (GET also answers HEAD).
+    router.add_get(VIDEO_ASSET, playback.video_asset, name="video_asset")
+    router.add_get(VIDEO + "/{rendition}/{file}", playback.rendition_file, name="rendition_file")

@@ -1,0 +1,171 @@
+"""Publishing the API's video events to Kafka: ``VideoUploaded`` and ``VideoStatusChanged``.
+
+The aiohttp API answers 201/202 only after Kafka has acknowledged the event, so ``publish`` awaits the
+delivery report of an idempotent, acks=all producer (``common.kafka.durable_producer``): the report arrives
+on a librdkafka callback in the background poll thread and is handed to the waiting coroutine through an
+asyncio future. Values are encoded by the one Avro codec (``common.avro``); keys are the video id.
+
+Use it as an async context manager (the API does, from a ``cleanup_ctx``)::
+
+    async with VideoEventPublisher(settings) as events:
+        await events.video_uploaded({...})
+        await events.status_changed(video_id, "PROCESSING")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from common.avro import AvroCodec
+from common.kafka import durable_producer
+from common.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+UPLOADED_TOPIC = "video.uploaded"
+LIFECYCLE_TOPIC = "video.lifecycle"
+
+# The VideoStatus enum of schemas/VideoStatusChanged.avsc.
+VideoStatus = Literal["UPLOADING", "PROCESSING", "PLAYABLE", "READY", "FAILED", "DELETED"]
+
+
+class PublishError(RuntimeError):
+    """Kafka did not acknowledge an event (broker down, timeout, refused): nothing may be assumed sent."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where Kafka stored an acknowledged event."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class VideoEventPublisher:
+    """An asyncio-friendly producer of the API's events; one per process, shared by every request."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        codec: AvroCodec | None = None,
+        producer: Producer | None = None,
+        delivery_timeout_s: float = 30.0,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.codec = codec or AvroCodec.from_settings(self.settings.kafka)
+        # A request should fail within seconds when Kafka is unreachable, not after librdkafka's default of
+        # five minutes; idempotence still guarantees no duplicate from the retries within that window.
+        self._producer = producer or durable_producer(
+            self.settings.kafka, **{"delivery.timeout.ms": int(delivery_timeout_s * 1000)}
+        )
+        self._timeout_s = delivery_timeout_s
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread that serves delivery callbacks (``Producer.poll``)."""
+        if self._poller is None:
+            self._poller = threading.Thread(target=self._poll_forever, name="video-events-poll", daemon=True)
+            self._poller.start()
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (bounded by ``timeout_s``), then stop the poll thread."""
+        remaining = await asyncio.to_thread(self._producer.flush, timeout_s)
+        if remaining:
+            log.warning("%d event(s) were not delivered before shutdown", remaining)
+        self._stop.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join)
+            self._poller = None
+
+    async def __aenter__(self) -> VideoEventPublisher:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- publishing --------------------------------------------------------------------------------
+
+    async def publish(self, topic: str, key: str, record_name: str, value: Mapping[str, Any]) -> Delivered:
+        """Encode ``value`` as ``record_name`` and produce it; return once Kafka acknowledged it.
+
+        Raises ``SchemaValidationError`` (a ValueError) for a value that does not fit its schema, and
+        ``PublishError`` when Kafka does not acknowledge it.
+        """
+        if self._poller is None:
+            raise RuntimeError("VideoEventPublisher.start() was not called")
+        if self.codec.registry is not None:  # the first use of a schema calls the registry (blocking)
+            payload = await asyncio.to_thread(self.codec.encode, record_name, value, topic=topic)
+        else:
+            payload = self.codec.encode(record_name, value, topic=topic)
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[Delivered] = loop.create_future()
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            # Runs on the poll thread: hand the outcome to the event loop.
+            def settle() -> None:
+                if delivered.done():  # the waiting request gave up (cancelled)
+                    return
+                if error is not None:
+                    delivered.set_exception(PublishError(f"{record_name} to {topic} not delivered: {error}"))
+                else:
+                    delivered.set_result(Delivered(topic, message.partition() or 0, message.offset() or 0))
+
+            loop.call_soon_threadsafe(settle)
+
+        while True:
+            try:
+                self._producer.produce(topic, key=key.encode(), value=payload, on_delivery=on_delivery)
+                break
+            except BufferError:
+                # The local queue is full: let the poll thread drain it, never block the event loop.
+                await asyncio.sleep(0.05)
+            except KafkaException as exc:
+                raise PublishError(f"{record_name} to {topic} refused: {exc}") from exc
+        try:
+            # librdkafka times out first (delivery.timeout.ms); this only guards against a lost callback.
+            return await asyncio.wait_for(delivered, self._timeout_s + 5)
+        except TimeoutError as exc:
+            raise PublishError(f"{record_name} to {topic}: no delivery report in time") from exc
+
+    async def video_uploaded(self, event: Mapping[str, Any]) -> Delivered:
+        """A ``VideoUploaded`` on ``video.uploaded``, keyed by its video id."""
+        return await self.publish(self.settings.topic(UPLOADED_TOPIC), str(event["video_id"]), "VideoUploaded", event)
+
+    async def status_changed(
+        self,
+        video_id: str,
+        status: VideoStatus,
+        reason: str | None = None,
+        changed_at: datetime | None = None,
+        progress: float | None = None,
+    ) -> Delivered:
+        """A ``VideoStatusChanged`` on ``video.lifecycle``, keyed by the video id."""
+        value = {
+            "video_id": video_id,
+            "status": status,
+            "reason": reason,
+            "changed_at": changed_at or datetime.now(UTC),
+            "progress": progress,
+        }
+        return await self.publish(self.settings.topic(LIFECYCLE_TOPIC), video_id, "VideoStatusChanged", value)
