@@ -72,6 +72,7 @@ class Service:
             )
         self.pid_path.write_text(str(process.pid))
         self._log_offset = log_offset
+        self._process = process  # kept so the child is reaped when it stops
         return "started"
 
     def wait_ready(self) -> None:
@@ -105,6 +106,9 @@ class Service:
             time.sleep(0.2)
         if pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
+        process: subprocess.Popen[bytes] | None = getattr(self, "_process", None)
+        if process is not None:
+            process.wait(timeout_s)
         self.pid_path.unlink(missing_ok=True)
         return "stopped"
 

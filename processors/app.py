@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> fau
         consumer_auto_offset_reset="earliest",
         # A transcode message is a few seconds of work; leave ample room before the group evicts us.
         broker_max_poll_interval=600.0,
-        broker_session_timeout=45.0,
+        # How long a dead worker keeps its partitions before the group moves them (and its work) elsewhere.
+        broker_session_timeout=float(os.environ.get("FAUST_SESSION_TIMEOUT_S", "30")),
+        broker_heartbeat_interval=3.0,
         producer_acks=-1,
         stream_wait_empty=False,
     )
