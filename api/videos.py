@@ -430,7 +430,8 @@ async def upload_video_form(request: web.Request) -> web.Response:
         await _abandon_upload(request, video_id, f"upload exceeded {limit} bytes")
         raise PayloadTooLarge("upload too large", {"video_id": video_id, "max_form_upload_bytes": limit}) from None
     except InvalidRequest as exc:
-        await _abandon_upload(request, video_id, f"upload refused: {exc.error}")
+        problems = "; ".join(f"{k} {v}" for k, v in exc.detail.items()) if isinstance(exc.detail, dict) else ""
+        await _abandon_upload(request, video_id, f"upload refused: {problems or exc.error}")
         exc.detail = {**exc.detail, "video_id": video_id} if isinstance(exc.detail, dict) else {"video_id": video_id}
         raise
     except (Exception, asyncio.CancelledError) as exc:

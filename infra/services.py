@@ -98,6 +98,7 @@ class Service:
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> str:
         pid = self.pid()
         if pid is None:
+            self._reap(timeout_s)
             self.pid_path.unlink(missing_ok=True)
             return "not running"
         os.killpg(pid, sig)
@@ -106,11 +107,16 @@ class Service:
             time.sleep(0.2)
         if pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
+        self._reap(timeout_s)
+        self.pid_path.unlink(missing_ok=True)
+        return "stopped"
+
+    def _reap(self, timeout_s: float) -> None:
+        """Collect the exit status of a child we started (killed or exited), so it leaves no zombie."""
         process: subprocess.Popen[bytes] | None = getattr(self, "_process", None)
         if process is not None:
             process.wait(timeout_s)
-        self.pid_path.unlink(missing_ok=True)
-        return "stopped"
+            self._process = None
 
 
 def http_ok(url: str) -> Callable[[Service], bool]:
