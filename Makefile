@@ -16,19 +16,32 @@ up: bootstrap ## start Kafka, Cassandra and S3Proxy on 127.0.0.1, create topics 
 status: ## show each server's health, pid, ports and memory
 	@$(PY) -m infra.stack status
 
-down: ## stop every server
+down: ## stop the API, the workers and every server
+	@$(PY) -m infra.services down
 	@$(PY) -m infra.stack down
 
 reset: ## stop every server and wipe its data and logs (fetched jars stay cached)
 	@$(PY) -m infra.stack reset
 
-demo: up ## set everything up and run the platform's main job on a sample
+services: up ## start the API (port 8080) and the workers (control + transcode)
+	@$(PY) -m infra.services up
+
+services-down: ## stop the API and the workers
+	@$(PY) -m infra.services down
+
+demo: services ## set everything up, upload a sample video and follow it to ready; prints playback URLs
 	@$(PY) -m infra.stack status
+	@$(PY) -m producers.upload_cli "$$($(PY) -m infra.sample)" --title "Big Buck Bunny" \
+		--description "Sample: natural content, CC-BY Blender Foundation" --tags sample,animation --thumbnail-time 2
 
 test: up ## run every test: unit, integration and end-to-end against the real servers
 	@$(PY) -m pytest
 
+bench: services ## the benchmarks: transcoding pipeline vs bare ffmpeg, and the fan-out choice
+	@$(PY) -m bench.transcode
+	@$(PY) bench/transcode_fanout.py
+
 lint: bootstrap ## ruff (lint + format check) and mypy
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy common infra sinks producers processors api
 
-.PHONY: help bootstrap up status down reset demo test lint
+.PHONY: help bootstrap up services services-down status down reset demo test lint bench
