@@ -21,18 +21,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from yarl import URL
 
 from api.app import init_app
 from api.config import ApiConfig, MiB
 from api.keys import catalog_key
-from common.avro import AvroCodec
-from common.kafka import admin_client, consumer
+from common.kafka import admin_client
 from common.settings import KafkaSettings, Settings
 from common.storage import storage_client
 from producers import upload_cli
+from tests.kafka_tools import end_offsets, events_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,48 +39,6 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """The current end offset of every partition of ``topic``."""
-    probe = consumer(f"test-offsets-{uuid.uuid4().hex[:8]}", settings.kafka)
-    try:
-        partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    finally:
-        probe.close()
-
-
-def events_for(
-    settings: Settings, topic: str, start: dict[int, int], video_id: str, *, wait_for: int = 1, timeout_s: float = 20
-) -> list[dict[str, Any]]:
-    """Decoded events of ``video_id`` written to ``topic`` after ``start``.
-
-    Waits until ``wait_for`` of them arrived (or the timeout); with ``wait_for=0`` reads up to the current
-    end of every partition and returns what is there, to prove that nothing was published.
-    """
-    codec = AvroCodec.from_settings(settings.kafka)
-    reader = consumer(f"test-api-{uuid.uuid4().hex[:8]}", settings.kafka)
-    found: list[dict[str, Any]] = []
-    try:
-        reader.assign([TopicPartition(topic, p, offset) for p, offset in start.items()])
-        stop_at = end_offsets(settings, topic) if wait_for == 0 else None
-        deadline = time.monotonic() + timeout_s
-        positions = dict(start)
-        while time.monotonic() < deadline:
-            if stop_at is not None and all(positions[p] >= stop_at[p] for p in stop_at):
-                break
-            message = reader.poll(0.5)
-            if message is None or message.error():
-                continue
-            positions[message.partition() or 0] = (message.offset() or 0) + 1
-            if message.key() == video_id.encode():
-                found.append(codec.decode(message.value() or b""))
-                if wait_for and len(found) >= wait_for:
-                    break
-        return found
-    finally:
-        reader.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,267 @@
+"""The telemetry collector: player beacons in, normalised `PlaybackEvent`s on `playback.telemetry` out.
+
+`POST /api/v1/telemetry` takes one batch of our SDK's events for one session::
+
+    {"session_id": "…", "video_id": "…", "device_class": "desktop", "user_id": null, "profile_id": null,
+     "events": [{"seq": 1, "type": "play_requested", "ts": 1764000000000, …}, …]}
+
+- `application/json` or `text/plain` (so `navigator.sendBeacon` needs no CORS preflight);
+- at most 64 KB (413), schema-checked with a 400 that names every problem;
+- per-session rate limit (429 with Retry-After) and dedupe on (session_id, seq) within this process
+  (the QoE agents dedupe again on seq, so a beacon retried through another API instance still counts once);
+- 202 only after Kafka acknowledged every event of the batch; 503 when it did not — nothing is dropped
+  silently, the player's SDK retries.
+
+CMCD reports (v2 event mode at `POST /api/v1/cmcd`, v1 harvested from playback requests) are parsed by
+processors/qoe/cmcd.py and enter the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from api.errors import ApiError, InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from api.keys import events_key, settings_key
+from producers.video_events import PublishError
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_EVENTS_PER_BATCH = 500
+# A player sends a beacon every few seconds; 20 batches per 10 s per session leaves room for bursts.
+RATE_LIMIT_BATCHES = 20
+RATE_LIMIT_WINDOW_S = 10.0
+SEEN_CAPACITY = 200_000
+ACCEPTED_TYPES = ("application/json", "text/plain")
+
+EVENT_TYPES = {
+    "play_requested": "PLAY_REQUESTED",
+    "player_ready": "PLAYER_READY",
+    "first_frame": "FIRST_FRAME",
+    "stall_start": "STALL_START",
+    "stall_end": "STALL_END",
+    "seek_start": "SEEK_START",
+    "seek_end": "SEEK_END",
+    "rendition_change": "RENDITION_CHANGE",
+    "player_resize": "PLAYER_RESIZE",
+    "pause": "PAUSE",
+    "play": "PLAY",
+    "error": "ERROR",
+    "heartbeat": "HEARTBEAT",
+    "end": "END",
+}
+DEVICE_CLASSES = ("desktop", "mobile", "tablet", "tv", "console", "other")
+# Optional per-event fields: name → (type check, PlaybackEvent field).
+EVENT_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "rendition": (str, "rendition"),
+    "bitrate_kbps": (int, "bitrate_kbps"),
+    "video_width": (int, "video_width"),
+    "video_height": (int, "video_height"),
+    "player_width": (int, "player_width"),
+    "player_height": (int, "player_height"),
+    "playhead_s": ((int, float), "playhead_s"),
+    "error_code": (str, "error_code"),
+    "fatal": (bool, "fatal"),
+    "bytes": (int, "bytes"),
+}
+
+EVENTS = Counter("telemetry_events_total", "Telemetry events by outcome", ["outcome", "source"])
+PRODUCE_SECONDS = Histogram(
+    "telemetry_produce_seconds",
+    "Time for Kafka to acknowledge one beacon's events",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    error = "too many requests"
+
+
+class SessionLimits:
+    """Per-session sliding-window rate limit and (session_id, seq) dedupe, bounded in memory."""
+
+    def __init__(self) -> None:
+        self._batches: OrderedDict[str, list[float]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    def allow(self, session_id: str, now: float) -> float | None:
+        """None when allowed, else seconds to wait."""
+        recent = [t for t in self._batches.pop(session_id, []) if now - t < RATE_LIMIT_WINDOW_S]
+        if len(recent) >= RATE_LIMIT_BATCHES:
+            self._batches[session_id] = recent
+            return RATE_LIMIT_WINDOW_S - (now - recent[0])
+        recent.append(now)
+        self._batches[session_id] = recent
+        while len(self._batches) > SEEN_CAPACITY:
+            self._batches.popitem(last=False)
+        return None
+
+    def first_time(self, session_id: str, seq: int) -> bool:
+        key = (session_id, seq)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > SEEN_CAPACITY:
+            self._seen.popitem(last=False)
+        return True
+
+    def forget(self, session_id: str, seq: int) -> None:
+        """An event that was not delivered may be sent again."""
+        self._seen.pop((session_id, seq), None)
+
+
+limits_key = web.AppKey("telemetry_limits", SessionLimits)
+
+
+def _text(value: Any, name: str, problems: dict[str, str], *, required: bool = False, limit: int = 128) -> str | None:
+    if value is None:
+        if required:
+            problems[name] = "is required"
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        problems[name] = f"must be a non-empty string of at most {limit} characters"
+        return None
+    return value
+
+
+def parse_batch(document: Any, received_at: datetime) -> tuple[str, list[dict[str, Any]]]:
+    """Validate a beacon and normalise it into PlaybackEvent dicts; raise InvalidRequest naming each problem."""
+    if not isinstance(document, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    problems: dict[str, str] = {}
+    unknown = set(document) - {"session_id", "video_id", "user_id", "profile_id", "device_class", "events"}
+    for name in sorted(unknown):
+        problems[name] = "is not a known field"
+    session_id = _text(document.get("session_id"), "session_id", problems, required=True)
+    video_id = _text(document.get("video_id"), "video_id", problems)
+    user_id = _text(document.get("user_id"), "user_id", problems)
+    profile_id = _text(document.get("profile_id"), "profile_id", problems)
+    device_class = document.get("device_class")
+    if device_class is not None and device_class not in DEVICE_CLASSES:
+        problems["device_class"] = f"must be one of {', '.join(DEVICE_CLASSES)}"
+    raw_events = document.get("events")
+    if not isinstance(raw_events, list) or not raw_events:
+        problems["events"] = "must be a non-empty list"
+        raw_events = []
+    elif len(raw_events) > MAX_EVENTS_PER_BATCH:
+        problems["events"] = f"at most {MAX_EVENTS_PER_BATCH} per batch"
+        raw_events = []
+    events = []
+    for index, raw in enumerate(raw_events):
+        where = f"events[{index}]"
+        if not isinstance(raw, dict):
+            problems[where] = "must be an object"
+            continue
+        for name in sorted(set(raw) - {"seq", "type", "ts", *EVENT_FIELDS}):
+            problems[f"{where}.{name}"] = "is not a known field"
+        seq, kind, ts = raw.get("seq"), raw.get("type"), raw.get("ts")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            problems[f"{where}.seq"] = "must be a non-negative integer"
+        if kind not in EVENT_TYPES:
+            problems[f"{where}.type"] = f"must be one of {', '.join(EVENT_TYPES)}"
+        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 < ts < 2**45:
+            problems[f"{where}.ts"] = "must be epoch milliseconds"
+        event: dict[str, Any] = {
+            "session_id": session_id,
+            "seq": seq,
+            "event_type": EVENT_TYPES.get(str(kind), "UNKNOWN"),
+            "client_ts": datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) and 0 < ts < 2**45 else None,
+            "received_ts": received_at,
+            "video_id": video_id,
+            "user_id": user_id,
+            "profile_id": profile_id,
+            "device_class": device_class,
+            "source": "SDK",
+        }
+        for name, (kinds, field) in EVENT_FIELDS.items():
+            value = raw.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
+                problems[f"{where}.{name}"] = "has the wrong type"
+            elif isinstance(value, float) and not math.isfinite(value):
+                problems[f"{where}.{name}"] = "must be finite"
+            elif isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < 2**31 and name != "bytes":
+                problems[f"{where}.{name}"] = "is out of range"
+            else:
+                event[field] = float(value) if isinstance(value, int | float) and field == "playhead_s" else value
+        events.append(event)
+    if problems:
+        raise InvalidRequest("invalid telemetry batch", problems)
+    assert session_id is not None
+    return session_id, events
+
+
+async def read_body(request: web.Request) -> bytes:
+    content_type = request.content_type
+    if content_type not in ACCEPTED_TYPES:
+        raise UnsupportedMediaType(f"send {' or '.join(ACCEPTED_TYPES)}")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("telemetry batch too large", {"max_bytes": MAX_BODY_BYTES})
+    body = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("telemetry batch too large", {"max_bytes": MAX_BODY_BYTES})
+    return body
+
+
+async def publish_events(app: web.Application, session_id: str, events: list[dict[str, Any]], source: str) -> int:
+    """Produce each first-seen event; 503 unless Kafka acknowledged all of them. Returns how many were new."""
+    limits = app[limits_key]
+    fresh = [event for event in events if limits.first_time(session_id, event["seq"])]
+    topic = app[settings_key].topic("playback.telemetry")
+    began = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(app[events_key].publish(topic, session_id, "PlaybackEvent", event) for event in fresh),
+        return_exceptions=True,
+    )
+    PRODUCE_SECONDS.observe(time.monotonic() - began)
+    failed = [event for event, outcome in zip(fresh, outcomes, strict=True) if isinstance(outcome, BaseException)]
+    for event in failed:
+        limits.forget(session_id, event["seq"])
+    EVENTS.labels("duplicate", source).inc(len(events) - len(fresh))
+    if failed:
+        EVENTS.labels("unavailable", source).inc(len(failed))
+        first = next(o for o in outcomes if isinstance(o, BaseException))
+        if not isinstance(first, PublishError | ValueError):
+            raise first
+        raise Unavailable("telemetry not stored, retry", {"reason": str(first)[:200]})
+    EVENTS.labels("accepted", source).inc(len(fresh))
+    return len(fresh)
+
+
+async def collect_beacon(request: web.Request) -> web.Response:
+    """`POST /api/v1/telemetry`."""
+    body = await read_body(request)
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        EVENTS.labels("refused", "SDK").inc()
+        raise InvalidRequest("the body is not JSON", {"position": getattr(exc, "pos", None)}) from None
+    try:
+        session_id, events = parse_batch(document, datetime.now(UTC))
+    except InvalidRequest:
+        EVENTS.labels("refused", "SDK").inc()
+        raise
+    wait_s = request.app[limits_key].allow(session_id, time.monotonic())
+    if wait_s is not None:
+        EVENTS.labels("rate_limited", "SDK").inc(len(events))
+        raise TooManyRequests(
+            "too many beacons for this session",
+            {"retry_after_s": round(wait_s, 1)},
+            {"Retry-After": str(math.ceil(wait_s))},
+        )
+    accepted = await publish_events(request.app, session_id, events, "SDK")
+    return web.json_response({"accepted": accepted, "duplicates": len(events) - accepted}, status=202)
+
+
+def setup_telemetry(app: web.Application) -> None:
+    app[limits_key] = SessionLimits()
+    app.router.add_post("/api/v1/telemetry", collect_beacon, name="telemetry")
