@@ -16,18 +16,23 @@ on the same machine in the same minute.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from processors.media.encode import chunk_command, encode_audio
 from processors.media.ladder import Chunk, ladder_chunks, plan_ladder
 from processors.media.probe import probe_source
 from processors.transcode import ENCODER_THREADS
+from producers import upload_cli
 
 
 def generate_source(path: Path, duration_s: int) -> None:
@@ -65,14 +70,17 @@ def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str,
 
 
 def pipeline_seconds(source: Path, api: str, timeout_s: float = 1800) -> tuple[float, float, dict[str, Any]]:
-    size = source.stat().st_size
-    created = call("POST", f"{api}/api/v1/videos", {"title": "bench 1080p60", "size_bytes": size})
-    video_id = created["video_id"]
-    with source.open("rb") as body:
-        put = urllib.request.Request(created["upload"]["url"], data=body, method="PUT")
-        put.add_header("Content-Length", str(size))
-        urllib.request.urlopen(put, timeout=600).close()
-    call("POST", f"{api}/api/v1/videos/{video_id}/complete")
+    """Upload as the CLI does (presigned PUT or multipart), then time complete → playable and → ready."""
+
+    async def send() -> str:
+        options = argparse.Namespace(
+            file=source, title="bench 1080p60", api=api, privacy="public", description=None, tags=None,
+            thumbnail_time=None,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as session:
+            return await upload_cli.upload(session, options, sys.stderr)
+
+    video_id = asyncio.run(send())
     began = time.monotonic()
     playable_s = None
     while time.monotonic() - began < timeout_s:
