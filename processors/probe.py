@@ -89,11 +89,14 @@ async def plan_and_fan_out(uploaded: dict[str, Any], info: SourceInfo, source_pa
 
     source = Source(video_id, uploaded["source_bucket"], uploaded["source_key"], info.demuxer)
     jobs = transcode_requests(source, ladder, chunks, datetime.now(UTC))
-    partitions = await transcode_partitions()
+    first_names = {ladder.lowest.name} | ({ladder.audio.name} if ladder.audio else set())
+    # Round-robin in publication order over as many partitions as there are first-pass jobs (lowest rung +
+    # audio): every partition used starts with first-pass work and the rest queues behind it, so whichever
+    # workers hold them do the fast pass first. Partition order is the only order Kafka keeps.
+    first_pass = sum(1 for job in jobs if len(job["renditions"]) == 1 and job["renditions"][0]["name"] in first_names)
+    partitions = min(await transcode_partitions(), max(1, first_pass))
     codec = default_codec()
     for index, job in enumerate(jobs):
-        # Round-robin over partitions in publication order: every partition starts with its share of the
-        # lowest-rung jobs, so whichever workers hold them do the fast pass first.
         await transcode_topic.send(
             key=job["job_id"].encode(),
             value=codec.encode("TranscodeRequested", job, topic=transcode_topic.get_topic_name()),
