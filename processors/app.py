@@ -2,6 +2,7 @@
 
     PROCESSOR_ROLE=control   faust -A processors.app worker   # probe/plan, manifests, lifecycle sink
     PROCESSOR_ROLE=transcode faust -A processors.app worker   # chunk encoders: run as many as you have cores
+    PROCESSOR_ROLE=qoe       faust -A processors.app worker   # playback telemetry → QoE metrics
 
 A role is a consumer group (the app id carries it), so transcode workers on many machines share
 `video.transcode-requested` while one control group owns the other stages. Agents are found by
@@ -25,6 +26,7 @@ from infra.stack import state_dir
 ROLE_MODULES: dict[str, list[str]] = {
     "control": ["processors.probe", "processors.package", "processors.lifecycle"],
     "transcode": ["processors.transcode"],
+    "qoe": ["processors.telemetry"],
 }
 
 

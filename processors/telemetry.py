@@ -1,0 +1,303 @@
+"""Stage: playback.telemetry → per-view QoE → Cassandra (views, window inputs, windows, watch progress).
+
+    PROCESSOR_ROLE=qoe faust -A processors.app worker
+
+Agent `track_views` keeps each session's state in the Faust table `session_to_state` (RocksDB store,
+changelog topic, co-partitioned with `playback.telemetry`, which is keyed by session). Each event goes
+through processors/qoe/views.py (dedupe on seq, reordering, the view state machine). What the event
+produced — closed views, the session's tallies per window — is written to Cassandra *before* the state is
+stored, with absolute values under deterministic keys: if the worker dies in between, the replayed events
+recompute the same rows (the restored state has not seen them), and if it dies after, the replayed events
+are duplicates the state ignores. Either way the rows equal those of a run without the crash.
+
+Views close on END, a fatal error, the next view, or 30 s of event-time inactivity (swept on each event
+with the partition's event-time watermark, and on a wall-clock timer for partitions that went quiet).
+Task `aggregate_windows` recomputes the window rows whose inputs changed, every few seconds; a window is
+`final` once it is a minute past its end; inputs that arrive later are counted in `qoe_late_inputs_total`
+and still recompute their window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import OffsetSpec
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.cassandra import cassandra_session
+from common.kafka import admin_client
+from common.settings import load_settings
+from infra.topics import load_specs
+from processors.app import app, topic_name
+from processors.dead_letters import decoded
+from processors.qoe.views import (
+    ViewMetrics,
+    apply,
+    close,
+    drain,
+    expire,
+    expires_at,
+    from_ms,
+    new_session,
+    to_ms,
+)
+from processors.qoe.windows import GRANULARITIES_S, activity_scopes
+from sinks.qoe import QoeStore, window_start_ms
+
+log = logging.getLogger(__name__)
+
+FINAL_AFTER_S = 60.0
+# A partition without events for this long (wall clock) is swept by the timer instead of by its stream.
+QUIET_AFTER_S = 10.0
+AGGREGATE_EVERY_S = 2.0
+# A session's tallies for windows older than this (event time) are dropped from its state.
+TALLY_RETENTION_MS = 10 * 60 * 1000
+
+EVENTS_SEEN = Counter("qoe_events_total", "Playback events processed by the QoE agent", ["outcome"])
+VIEWS_CLOSED = Counter("qoe_views_closed_total", "Views closed", ["reason"])
+LATE_INPUTS = Counter("qoe_late_inputs_total", "Window inputs that arrived after their window was final")
+WINDOW_CLOSE_DELAY = Histogram(
+    "qoe_window_close_delay_seconds",
+    "Wall time from a window's end to its final row",
+    buckets=(1, 5, 10, 30, 60, 90, 120, 300),
+)
+EVENT_FRESHNESS = Histogram(
+    "qoe_event_to_cassandra_seconds",
+    "From the collector accepting an event to its window inputs being in Cassandra",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+OPEN_SESSIONS = Gauge("qoe_open_sessions", "Sessions with an open view on this worker")
+
+
+def telemetry_partitions() -> int:
+    name = topic_name("playback.telemetry")
+    return next(spec.partitions for spec in load_specs(load_settings()) if spec.name == name)
+
+
+telemetry_topic = app.topic(topic_name("playback.telemetry"), key_serializer="raw", value_serializer="raw")
+session_to_state = app.Table(
+    "session-to-state",
+    default=None,
+    key_type=str,
+    partitions=telemetry_partitions(),
+)
+
+# In memory only, rebuilt from the table after a restart: when each open session expires, per partition,
+# and the newest event time seen per partition (the watermark the sweep uses).
+expiry_by_partition: defaultdict[int, dict[str, int]] = defaultdict(dict)
+watermark_by_partition: dict[int, int] = {}
+last_event_wall_by_partition: dict[int, float] = {}
+next_offset_by_partition: dict[int, int] = {}
+rebuilt_partitions: set[int] = set()
+dirty_windows: set[tuple[str, str, int, int]] = set()
+pending_final: set[tuple[str, str, int, int]] = set()
+
+
+@functools.cache
+def store() -> QoeStore:
+    return QoeStore(cassandra_session(load_settings().cassandra))
+
+
+@app.agent(telemetry_topic)
+async def track_views(stream: faust.StreamT) -> None:
+    async for event, value in decoded(app, stream, "PlaybackEvent", "track_views"):
+        partition = event.message.partition
+        last_event_wall_by_partition[partition] = time.monotonic()
+        next_offset_by_partition[partition] = event.message.offset + 1
+        if partition not in rebuilt_partitions:
+            rebuild_expiry(partition)
+        await track(partition, value)
+        await sweep(partition)
+
+
+async def track(partition: int, value: dict[str, Any]) -> None:
+    session_id = value["session_id"]
+    key = session_id
+    state = session_to_state.get(key)
+    if state is None:
+        state = new_session(session_id)
+        state["tallies"] = {}
+        state["partition"] = partition
+    before = state["counters"]["accepted"]
+    try:
+        apply(state, value)
+    except ValueError as exc:
+        EVENTS_SEEN.labels("refused").inc()
+        log.warning("event of %s refused: %s", session_id, exc)
+        return
+    EVENTS_SEEN.labels("accepted" if state["counters"]["accepted"] > before else "duplicate").inc()
+    ts = to_ms(value["client_ts"])
+    watermark_by_partition[partition] = max(watermark_by_partition.get(partition, ts), ts)
+    await persist(key, state)
+    await record_progress(value)
+    received = value.get("received_ts")
+    if received is not None:
+        EVENT_FRESHNESS.observe(max(0.0, time.time() - received.timestamp()))
+    deadline = expires_at(state)
+    expiries = expiry_by_partition[partition]
+    if deadline is None:
+        expiries.pop(session_id, None)
+    else:
+        expiries[session_id] = deadline
+    OPEN_SESSIONS.set(sum(len(e) for e in expiry_by_partition.values()))
+
+
+async def persist(key: str, state: dict[str, Any]) -> None:
+    """Write what the state produced, then store the state (see the module docstring for why this order)."""
+    drained = drain(state)
+    touched = update_tallies(state, drained.activity)
+    for metrics in drained.views:
+        await write_view(metrics)
+    if touched:
+        await store().write_session_tallies(state["session_id"], {k: state["tallies"][k] for k in touched})
+    session_to_state[key] = state
+
+
+async def write_view(metrics: ViewMetrics) -> None:
+    await store().write_view(metrics)
+    VIEWS_CLOSED.labels(metrics.close_reason).inc()
+    scopes = {
+        ("video", metrics.video_id or "unknown"),
+        ("device", metrics.device_class or "unknown"),
+        ("global", "all"),
+    }
+    scopes |= {("rendition", name) for name in metrics.by_rendition} | {
+        ("rendition", metrics.initial_rendition or "unknown")
+    }
+    for scope in scopes:
+        for granularity in GRANULARITIES_S:
+            mark_dirty(scope, granularity, window_start_ms(metrics.close_ts_ms, granularity))
+
+
+def update_tallies(state: dict[str, Any], activity: list[Any]) -> set[str]:
+    """Add each accepted event to the session's own counts per (scope, window); returns the keys touched."""
+    tallies: dict[str, list[int]] = state.setdefault("tallies", {})
+    touched = set()
+    for record in activity:
+        ts = int(record["ts_ms"])
+        for scope in activity_scopes(record):
+            for granularity in GRANULARITIES_S:
+                start = window_start_ms(ts, granularity)
+                key = f"{scope[0]}|{scope[1]}|{granularity}|{start}"
+                counts = tallies.setdefault(key, [0, 0, 0])
+                counts[0] += 1
+                counts[1] += int(record.get("bytes") or 0)
+                counts[2] += int(bool(record.get("starts_view")))
+                touched.add(key)
+                mark_dirty(scope, granularity, start)
+    if activity:
+        horizon = max(int(r["ts_ms"]) for r in activity) - TALLY_RETENTION_MS
+        for key in [k for k in tallies if int(k.rsplit("|", 1)[1]) < horizon]:
+            del tallies[key]
+    return touched
+
+
+def mark_dirty(scope: tuple[str, str], granularity: int, start_ms: int) -> None:
+    window = (scope[0], scope[1], granularity, start_ms)
+    if time.time() * 1000 - (start_ms + granularity * 1000) > FINAL_AFTER_S * 1000:
+        LATE_INPUTS.inc()
+    dirty_windows.add(window)
+
+
+async def record_progress(value: dict[str, Any]) -> None:
+    """Resume position: the latest playhead per (profile or user, video), from heartbeats and ends."""
+    viewer = value.get("profile_id") or value.get("user_id")
+    if viewer and value.get("video_id") and value.get("playhead_s") is not None:
+        await store().write_progress(viewer, value["video_id"], value["playhead_s"], value["client_ts"])
+
+
+def rebuild_expiry(partition: int) -> None:
+    """After a (re)start, find this partition's open sessions in the restored table."""
+    rebuilt_partitions.add(partition)
+    for _key, state in session_to_state.items():
+        if state and state.get("partition", partition) == partition and (deadline := expires_at(state)) is not None:
+            expiry_by_partition[partition][state["session_id"]] = deadline
+
+
+async def sweep(partition: int) -> None:
+    """Close the partition's sessions that were quiet for the inactivity timeout of event time."""
+    watermark = watermark_by_partition.get(partition)
+    expiries = expiry_by_partition[partition]
+    if watermark is None:
+        return
+    for session_id in [sid for sid, deadline in expiries.items() if deadline <= watermark]:
+        key = session_id
+        state = session_to_state.get(key)
+        expiries.pop(session_id, None)
+        if state is None or not expire(state, watermark):
+            continue
+        metrics = close(state, "inactive")
+        if metrics is not None:
+            await write_view(metrics)
+        await persist(key, state)
+
+
+@app.timer(interval=5.0)
+async def close_quiet_sessions() -> None:
+    """Partitions that went quiet get no events to sweep them: close their expired views from a copy of the
+    state (the table is only changed inside the stream). The rows are the same the stream would write."""
+    now_ms = int(time.time() * 1000)
+    quiet = [
+        partition
+        for partition, expiries in expiry_by_partition.items()
+        if expiries and time.monotonic() - last_event_wall_by_partition.get(partition, 0.0) >= QUIET_AFTER_S
+    ]
+    if not quiet:
+        return
+    # Quiet only counts when the partition is caught up: a partition whose events wait behind others in the
+    # fetch queue is not idle, and closing its sessions would cut views short.
+    end_offsets = await asyncio.to_thread(latest_offsets, quiet)
+    for partition in quiet:
+        expiries = expiry_by_partition[partition]
+        if next_offset_by_partition.get(partition, 0) < end_offsets.get(partition, 0):
+            continue
+        watermark = max(watermark_by_partition.get(partition, 0), now_ms - int(QUIET_AFTER_S * 1000))
+        for session_id, deadline in list(expiries.items()):
+            if deadline > watermark:
+                continue
+            state = session_to_state.get(session_id)
+            if state is None:
+                continue
+            copy = json.loads(json.dumps(state))
+            metrics = close(copy, "inactive")
+            drained = drain(copy)
+            for view in [*drained.views, *([metrics] if metrics else [])]:
+                await write_view(view)
+            expiries.pop(session_id, None)
+
+
+def latest_offsets(partitions: list[int]) -> dict[int, int]:
+    topic = telemetry_topic.get_topic_name()
+    requests = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
+    admin = admin_client()
+    return {tp.partition: future.result(30).offset for tp, future in admin.list_offsets(requests).items()}
+
+
+@app.timer(interval=AGGREGATE_EVERY_S)
+async def aggregate_windows() -> None:
+    """Recompute the window rows whose inputs changed, and once more when they become final."""
+    now_ms = int(time.time() * 1000)
+    due = set(dirty_windows)
+    dirty_windows.clear()
+    for window in list(pending_final):
+        if now_ms >= window[3] + window[2] * 1000 + FINAL_AFTER_S * 1000:
+            due.add(window)
+    for scope_kind, scope_id, granularity, start_ms in sorted(due, key=lambda w: w[3]):
+        end_ms = start_ms + granularity * 1000
+        final = now_ms >= end_ms + FINAL_AFTER_S * 1000
+        await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
+        window = (scope_kind, scope_id, granularity, start_ms)
+        if final:
+            if window in pending_final:
+                WINDOW_CLOSE_DELAY.observe((now_ms - end_ms) / 1000)
+            pending_final.discard(window)
+        else:
+            pending_final.add(window)

@@ -1,0 +1,246 @@
+"""QoE through the real Kafka, a real Faust QoE worker and Cassandra, against the simulator's ground truth.
+
+Generated sessions (starts, stalls, switches, seeks, pauses, failures, exits before start, duplicates,
+out-of-order delivery) go onto `playback.telemetry`; every per-view row and every window count and ratio in
+Cassandra must equal the offline recount exactly, percentiles within the sketch's 1 %. Then the worker is
+killed with SIGKILL mid-stream, restarted, and the rows must equal those of the run without the crash."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cassandra.cluster import Session
+
+from common.avro import AvroCodec
+from common.cassandra import cassandra_session
+from common.kafka import durable_producer
+from common.settings import Settings
+from infra.services import Service, faust_ready
+from infra.topics import reconcile
+from processors.qoe import simulate
+from processors.qoe.views import ViewMetrics, from_ms
+from sinks.migrate import migrate
+from tests.unit.qoe.test_qoe_oracle import check_views, pct
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CODEC = AvroCodec()
+WINDOW_COUNTS = {
+    "views_started": "views_started",
+    "events": "events",
+    "bytes_served": "bytes",
+    "views": "views",
+    "started_views": "started_views",
+    "playback_failures": "playback_failures",
+    "video_startup_failures": "startup_failures",
+    "exits_before_video_start": "ebvs",
+    "watch_time_ms": "watch_ms",
+    "rebuffer_ms": "rebuffer_ms",
+    "rebuffer_count": "rebuffer_count",
+}
+
+
+@dataclasses.dataclass
+class QoeRig:
+    settings: Settings
+    session: Session
+    home: Path
+
+    def worker(self, name: str) -> Service:
+        env = {
+            "PROCESSOR_ROLE": "qoe",
+            "TOPIC_PREFIX": self.settings.topic_prefix,
+            "CASSANDRA_KEYSPACE": self.settings.cassandra.keyspace,
+            "METRICS_PORT": "0",
+            "FAUST_DATADIR": str(self.home / "faust-qoe"),
+        }
+        command = [sys.executable, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"]
+        return Service(name, command, env, faust_ready, self.home)
+
+
+def fresh_rig(live_servers: Settings, home: Path) -> Iterator[QoeRig]:
+    unique = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        live_servers,
+        topic_prefix=f"test-qoe-{unique}.",
+        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_qoe_{unique}"),
+    )
+    reconcile(settings)
+    migrate(settings.cassandra)
+    session = cassandra_session(settings.cassandra)
+    yield QoeRig(settings, session, home)
+    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
+    session.cluster.shutdown()
+
+
+def publish(settings: Settings, deliveries: list[simulate.Delivery]) -> None:
+    producer = durable_producer(settings.kafka)
+    topic = settings.topic("playback.telemetry")
+    for delivery in deliveries:
+        event = delivery.event
+        producer.produce(topic, key=event["session_id"].encode(), value=CODEC.encode("PlaybackEvent", event))
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def stored_views(rig: QoeRig, view_ids: list[str]) -> dict[str, ViewMetrics]:
+    found = {}
+    statement = rig.session.prepare("SELECT metrics_json FROM qoe_views_by_id WHERE view_id = ?")
+    for view_id in view_ids:
+        row = rig.session.execute(statement, (view_id,)).one()
+        if row is not None:
+            found[view_id] = ViewMetrics.from_dict(json.loads(row.metrics_json))
+    return found
+
+
+def stored_windows(rig: QoeRig, keys: list[simulate.WindowKey]) -> dict[simulate.WindowKey, Any]:
+    statement = rig.session.prepare(
+        "SELECT * FROM qoe_windows WHERE scope = ? AND scope_id = ? AND day = ? AND granularity_s = ?"
+        " AND window_start = ?"
+    )
+    found = {}
+    for key in keys:
+        scope, scope_id, granularity, start_ms = key
+        start = from_ms(start_ms)
+        row = rig.session.execute(statement, (scope, scope_id, start.date(), granularity, start)).one()
+        if row is not None:
+            found[key] = row
+    return found
+
+
+def window_mismatches(expected: dict[simulate.WindowKey, simulate.ExpectedWindow], rows: dict[Any, Any]) -> list[str]:
+    problems = []
+    for key, e in expected.items():
+        row = rows.get(key)
+        if row is None:
+            problems.append(f"{key}: no row")
+            continue
+        got = {column: getattr(row, column) for column in WINDOW_COUNTS}
+        want = {column: getattr(e, attr) for column, attr in WINDOW_COUNTS.items()}
+        got["concurrent_viewers"], want["concurrent_viewers"] = row.concurrent_viewers, len(e.sessions)
+        got["rebuffer_percentage"], want["rebuffer_percentage"] = (
+            row.rebuffer_percentage,
+            pct(e.rebuffer_ms, e.watch_ms),
+        )
+        got["playback_failure_percentage"] = row.playback_failure_percentage
+        want["playback_failure_percentage"] = pct(e.playback_failures, e.views)
+        got["exits_before_video_start_percentage"] = row.exits_before_video_start_percentage
+        want["exits_before_video_start_percentage"] = pct(e.ebvs, e.views)
+        got["average_bitrate_kbps"] = row.average_bitrate_kbps
+        want["average_bitrate_kbps"] = (
+            None if e.bitrate_time_ms == 0 else float(Fraction(e.bitrate_kbps_ms, e.bitrate_time_ms))
+        )
+        if got != want:
+            problems.append(f"{key}: {sorted((k, got[k], want[k]) for k in got if got[k] != want[k])}")
+            continue
+        if e.vst:
+            ordered = sorted(e.vst)
+            for q, estimate in ((0.5, row.vst_median_ms), (0.95, row.vst_p95_ms)):
+                exact = ordered[math.floor(q * (len(ordered) - 1))]
+                if estimate is None or abs(estimate - exact) > 0.01 * exact + 1e-9:
+                    problems.append(f"{key}: p{int(q * 100)} {estimate} vs exact {exact}")
+    return problems
+
+
+def wait_until_equal(rig: QoeRig, sessions: list[simulate.Session], timeout_s: float = 240) -> dict[str, Any]:
+    truths = [v.view_id for s in sessions for v in s.views]
+    expected = simulate.recount(sessions)
+    deadline = time.monotonic() + timeout_s
+    problems: list[str] = ["not checked yet"]
+    while time.monotonic() < deadline:
+        views = stored_views(rig, truths)
+        if len(views) == len(truths):
+            rows = stored_windows(rig, list(expected))
+            problems = window_mismatches(expected, rows)
+            if not problems:
+                check_views(sessions, list(views.values()))
+                return {"views": views, "windows": rows}
+        else:
+            problems = [f"{len(views)}/{len(truths)} views stored"]
+        time.sleep(2)
+    raise AssertionError("Cassandra never matched the recount: " + "; ".join(problems[:10]))
+
+
+def snapshot(result: dict[str, Any]) -> dict[str, Any]:
+    """The stored values, without the wall-clock bookkeeping columns."""
+    windows = {
+        key: {k: v for k, v in row._asdict().items() if k not in ("computed_at", "final")}
+        for key, row in result["windows"].items()
+    }
+    return {"views": {k: v.to_dict() for k, v in result["views"].items()}, "windows": windows}
+
+
+@pytest.fixture
+def rig(live_servers: Settings, tmp_path: Path) -> Iterator[QoeRig]:
+    yield from fresh_rig(live_servers, tmp_path)
+
+
+def recent_start_ms() -> int:
+    # Sessions of the last ten minutes (all over by now), as a platform catching up after a pause sees them.
+    return int(datetime.now(UTC).timestamp() * 1000) - 600_000
+
+
+def test_cassandra_equals_the_offline_recount(rig: QoeRig) -> None:
+    sessions = simulate.generate(11, 80, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=6)
+    worker = rig.worker("qoe-oracle")
+    worker.start()
+    try:
+        worker.wait_ready()
+        publish(rig.settings, simulate.deliveries(sessions, 11, duplicate_rate=0.15, max_delay_ms=2000))
+        result = wait_until_equal(rig, sessions)
+    finally:
+        worker.stop()
+    views = result["views"]
+    print(f"{len(views)} views, {len(result['windows'])} windows equal the recount")
+    assert any(v.exit_before_video_start for v in views.values())
+    assert any(v.rebuffer_count for v in views.values())
+    assert any(v.playback_failure for v in views.values())
+
+
+def test_a_worker_killed_mid_stream_writes_the_same_rows(live_servers: Settings, tmp_path: Path) -> None:
+    sessions = simulate.generate(23, 60, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=5)
+    deliveries = simulate.deliveries(sessions, 23, duplicate_rate=0.1, max_delay_ms=2000)
+
+    clean_rigs = fresh_rig(live_servers, tmp_path / "clean")
+    clean = next(clean_rigs)
+    worker = clean.worker("qoe-clean")
+    worker.start()
+    worker.wait_ready()
+    publish(clean.settings, deliveries)
+    baseline = snapshot(wait_until_equal(clean, sessions))
+    worker.stop()
+    next(clean_rigs, None)
+
+    crash_rigs = fresh_rig(live_servers, tmp_path / "crash")
+    crashed = next(crash_rigs)
+    worker = crashed.worker("qoe-crash")
+    worker.start()
+    worker.wait_ready()
+    half = len(deliveries) // 2
+    publish(crashed.settings, deliveries[:half])
+    time.sleep(3)  # let it work through part of the stream, then kill it without warning
+    pid = worker.pid()
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    worker.stop()
+    publish(crashed.settings, deliveries[half:])
+    # Duplicate beacons on top: the same (session_id, seq) again must count once.
+    publish(crashed.settings, deliveries[: len(deliveries) // 10])
+    worker.start()
+    worker.wait_ready()
+    after = snapshot(wait_until_equal(crashed, sessions))
+    worker.stop()
+    next(crash_rigs, None)
+    assert after == baseline
