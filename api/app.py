@@ -1,7 +1,7 @@
 """The aiohttp application: uploads, video metadata and playback (DESIGN.md, "The VOD path").
 
 ``init_app(settings)`` builds it; its resources (the Kafka event publisher, the Cassandra session with the
-Catalog, the S3 client) are ``cleanup_ctx`` generators, opened on startup and closed on shutdown.
+Catalog and the QoeStore, the S3 client) are ``cleanup_ctx`` generators, opened on startup and closed on shutdown.
 
 Run it with ``python -m api``: it listens on API_HOST:API_PORT (127.0.0.1:8080) and serves
 Prometheus metrics on METRICS_PORT (9400). Tests use ``aiohttp_client(await init_app(settings))``.
@@ -17,7 +17,7 @@ from aiohttp import web
 
 from api.config import ApiConfig
 from api.errors import error_middleware
-from api.keys import catalog_key, config_key, events_key, settings_key, store_key
+from api.keys import catalog_key, config_key, events_key, qoe_store_key, settings_key, store_key
 from api.middlewares import add_cors_headers, cors_preflight_middleware, metrics_middleware
 from api.routes import setup_routes
 from api.storage import ObjectStore
@@ -27,6 +27,7 @@ from common.settings import Settings, load_settings
 from common.storage import storage_client
 from producers.video_events import VideoEventPublisher
 from sinks.catalog import Catalog
+from sinks.qoe import QoeStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
     session = await asyncio.to_thread(cassandra_session, app[settings_key].cassandra)
     try:
         app[catalog_key] = await asyncio.to_thread(Catalog, session)
+        app[qoe_store_key] = await asyncio.to_thread(QoeStore, session)
         yield
     finally:
         await asyncio.to_thread(session.cluster.shutdown)

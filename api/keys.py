@@ -9,11 +9,13 @@ from api.storage import ObjectStore
 from common.settings import Settings
 from producers.video_events import VideoEventPublisher
 from sinks.catalog import Catalog
+from sinks.qoe import QoeStore
 
 settings_key = web.AppKey("settings", Settings)
 config_key = web.AppKey("config", ApiConfig)
 events_key = web.AppKey("events", VideoEventPublisher)
 catalog_key = web.AppKey("catalog", Catalog)
+qoe_store_key = web.AppKey("qoe_store", QoeStore)
 store_key = web.AppKey("store", ObjectStore)
 
 # Set once a streamed response has sent its headers: an error after that cannot become an error response.

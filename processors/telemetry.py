@@ -58,6 +58,8 @@ FINAL_AFTER_S = 60.0
 # A partition without events for this long (wall clock) is swept by the timer instead of by its stream.
 QUIET_AFTER_S = 10.0
 AGGREGATE_EVERY_S = 2.0
+RECOMPUTE_BATCH = 32
+RECOVERY_HORIZON_MS = 30 * 60 * 1000
 # A session's tallies for windows older than this (event time) are dropped from its state.
 TALLY_RETENTION_MS = 10 * 60 * 1000
 
@@ -290,14 +292,33 @@ async def aggregate_windows() -> None:
     for window in list(pending_final):
         if now_ms >= window[3] + window[2] * 1000 + FINAL_AFTER_S * 1000:
             due.add(window)
-    for scope_kind, scope_id, granularity, start_ms in sorted(due, key=lambda w: w[3]):
-        end_ms = start_ms + granularity * 1000
-        final = now_ms >= end_ms + FINAL_AFTER_S * 1000
-        await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
-        window = (scope_kind, scope_id, granularity, start_ms)
-        if final:
-            if window in pending_final:
-                WINDOW_CLOSE_DELAY.observe((now_ms - end_ms) / 1000)
-            pending_final.discard(window)
-        else:
-            pending_final.add(window)
+    ordered = sorted(due, key=lambda w: w[3])
+    for first in range(0, len(ordered), RECOMPUTE_BATCH):
+        await asyncio.gather(*(recompute(window, now_ms) for window in ordered[first : first + RECOMPUTE_BATCH]))
+
+
+async def recompute(window: tuple[str, str, int, int], now_ms: int) -> None:
+    scope_kind, scope_id, granularity, start_ms = window
+    end_ms = start_ms + granularity * 1000
+    final = now_ms >= end_ms + FINAL_AFTER_S * 1000
+    await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
+    if final:
+        if window in pending_final:
+            WINDOW_CLOSE_DELAY.observe((now_ms - end_ms) / 1000)
+        pending_final.discard(window)
+    else:
+        pending_final.add(window)
+
+
+@app.task
+async def recompute_recent_windows() -> None:
+    """After a (re)start, recompute every window of the last RECOVERY_HORIZON: inputs a previous worker wrote
+    just before it died may not have been aggregated, and the replayed events are duplicates that dirty
+    nothing."""
+    now_ms = int(time.time() * 1000)
+    for granularity in GRANULARITIES_S:
+        g = granularity * 1000
+        start = now_ms - RECOVERY_HORIZON_MS
+        for start_ms in range(start - start % g, now_ms, g):
+            for scope in await store().scopes_in_window(granularity, from_ms(start_ms)):
+                dirty_windows.add((scope[0], scope[1], granularity, start_ms))

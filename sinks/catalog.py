@@ -23,12 +23,14 @@ STATUSES = ("uploading", "processing", "playable", "ready", "failed", "deleted")
 
 
 async def run(session: Session, statement: PreparedStatement | str, params: Sequence[Any] = ()) -> list[Any]:
-    """Execute without blocking the event loop: the driver's callback resolves an asyncio future."""
+    """Execute without blocking the event loop, following every result page (the driver pages at 5000 rows):
+    the driver's callbacks resolve an asyncio future once the last page arrived."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[list[Any]] = loop.create_future()
     future: ResponseFuture = session.execute_async(statement, params)
+    rows: list[Any] = []
 
-    def resolve(rows: list[Any]) -> None:
+    def resolve() -> None:
         if not done.done():
             done.set_result(rows)
 
@@ -36,8 +38,12 @@ async def run(session: Session, statement: PreparedStatement | str, params: Sequ
         if not done.done():
             done.set_exception(exc)
 
-    def on_success(rows: Iterable[Any]) -> None:
-        loop.call_soon_threadsafe(resolve, list(rows or []))
+    def on_success(page: Iterable[Any]) -> None:
+        rows.extend(page or [])
+        if future.has_more_pages:
+            future.start_fetching_next_page()  # the callbacks fire again with the next page
+        else:
+            loop.call_soon_threadsafe(resolve)
 
     def on_error(exc: BaseException) -> None:
         loop.call_soon_threadsafe(fail, exc)

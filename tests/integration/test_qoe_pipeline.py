@@ -192,6 +192,7 @@ def recent_start_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000) - 600_000
 
 
+@pytest.mark.timeout(600)
 def test_cassandra_equals_the_offline_recount(rig: QoeRig) -> None:
     sessions = simulate.generate(11, 80, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=6)
     worker = rig.worker("qoe-oracle")
@@ -209,8 +210,9 @@ def test_cassandra_equals_the_offline_recount(rig: QoeRig) -> None:
     assert any(v.playback_failure for v in views.values())
 
 
+@pytest.mark.timeout(900)
 def test_a_worker_killed_mid_stream_writes_the_same_rows(live_servers: Settings, tmp_path: Path) -> None:
-    sessions = simulate.generate(23, 60, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=5)
+    sessions = simulate.generate(23, 30, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=5)
     deliveries = simulate.deliveries(sessions, 23, duplicate_rate=0.1, max_delay_ms=2000)
 
     clean_rigs = fresh_rig(live_servers, tmp_path / "clean")
