@@ -1,0 +1,203 @@
+"""Telemetry benchmark: simulated players → collector → Kafka → QoE worker → Cassandra, beside raw Kafka.
+
+    .venv/bin/python -m bench.telemetry [--players 150] [--duration 300] [--api http://127.0.0.1:8080]
+
+Needs the platform running (`make services`). In one run it measures:
+
+1. the raw confluent-kafka produce rate on this machine (idempotent, acks=all, PlaybackEvent-sized Avro);
+2. N concurrent simulated players (processors/qoe/simulate.py: starts, stalls, rendition switches, seeks,
+   failures, exits before start — ground truth known) posting their events in real time as SDK beacons to
+   `POST /api/v1/telemetry` for `--duration` seconds; the events/s the collector accepted and the QoE worker
+   processed (its Prometheus counter), and the freshness from "accepted by the collector" to "window inputs
+   in Cassandra" (its histogram, p50/p99 as bucket bounds);
+3. after the run, how many of the views the simulator finished were stored with exactly the truth's watch
+   time and rebuffering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from confluent_kafka.admin import NewTopic
+
+from common.avro import AvroCodec
+from common.cassandra import cassandra_session
+from common.kafka import admin_client, durable_producer
+from processors.qoe import simulate
+from processors.qoe.views import to_ms
+
+BEACON_FIELDS = (
+    "rendition", "bitrate_kbps", "video_width", "video_height", "player_width", "player_height", "playhead_s",
+    "error_code", "fatal", "bytes",
+)  # fmt: skip
+QOE_METRICS = "http://127.0.0.1:9402/metrics"
+
+
+def raw_produce_rate(count: int = 100_000) -> float:
+    """Messages/s of the durable confluent-kafka producer alone, on a scratch topic."""
+    topic = f"bench.raw-produce.{uuid.uuid4().hex[:8]}"
+    admin = admin_client()
+    for future in admin.create_topics([NewTopic(topic, 12, 1)]).values():
+        future.result(30)
+    session = simulate.generate(1, 1, start_ms=int(time.time() * 1000))[0]
+    value = AvroCodec().encode("PlaybackEvent", next(iter(session)))
+    producer = durable_producer()
+    began = time.monotonic()
+    for index in range(count):
+        while True:
+            try:
+                producer.produce(topic, key=f"session-{index % 5000}".encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(120)
+    rate = count / (time.monotonic() - began)
+    for future in admin.delete_topics([topic]).values():
+        future.result(30)
+    return rate
+
+
+def beacon_event(event: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"seq": event["seq"], "type": event["event_type"].lower(), "ts": to_ms(event["client_ts"])}
+    out.update({name: event[name] for name in BEACON_FIELDS if event.get(name) is not None})
+    return out
+
+
+def scrape(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def quantile_bound(before: dict[str, float], after: dict[str, float], name: str, q: float) -> str:
+    buckets = sorted(
+        (float(key.split('le="')[1].split('"')[0]), after[key] - before.get(key, 0.0))
+        for key in after
+        if key.startswith(f"{name}_bucket")
+    )
+    total = buckets[-1][1] if buckets else 0
+    for bound, count in buckets:
+        if total and count >= q * total:
+            return f"≤ {bound:g} s"
+    return "n/a"
+
+
+async def play(api: str, sessions: list[simulate.Session], duration_s: float) -> tuple[int, int, int]:
+    """Post every session's events at their client time, one beacon per session per second."""
+    t0_ms = min(to_ms(s.events[0]["client_ts"]) for s in sessions)
+    wall0 = time.monotonic()
+    batches: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    meta = {}
+    for session in sessions:
+        for event in session:
+            offset_s = (to_ms(event["client_ts"]) - t0_ms) // 1000
+            if offset_s < duration_s:
+                batches[offset_s][session.session_id].append(beacon_event(event))
+                meta[session.session_id] = (event.get("video_id"), session.device_class)
+    accepted = refused = posted = 0
+    async with aiohttp.ClientSession() as http:
+        for second in range(int(duration_s)):
+            await asyncio.sleep(max(0.0, wall0 + second - time.monotonic()))
+            requests = []
+            for session_id, events in batches.get(second, {}).items():
+                video_id, device = meta[session_id]
+                body = {"session_id": session_id, "video_id": video_id, "device_class": device, "events": events}
+                requests.append(
+                    http.post(f"{api}/api/v1/telemetry", data=json.dumps(body), headers={"Content-Type": "text/plain"})
+                )
+            for reply in await asyncio.gather(*requests, return_exceptions=True):
+                posted += 1
+                if isinstance(reply, BaseException):
+                    refused += 1
+                    continue
+                async with reply:
+                    if reply.status == 202:
+                        accepted += (await reply.json())["accepted"]
+                    else:
+                        refused += 1
+    return accepted, refused, posted
+
+
+def stored_truth(sessions: list[simulate.Session], horizon_ms: int) -> tuple[int, int]:
+    """Views the simulator finished before the horizon, and how many are stored with the truth's numbers."""
+    db = cassandra_session()
+    lookup = db.prepare("SELECT metrics_json FROM qoe_views_by_id WHERE view_id = ?")
+    finished = [v for s in sessions for v in s.views if v.close_ms and v.close_ms < horizon_ms - 60_000]
+    matched = 0
+    for truth in finished:
+        row = db.execute(lookup, (truth.view_id,)).one()
+        if row is None:
+            continue
+        stored = json.loads(row.metrics_json)
+        if (stored["watch_time_ms"], stored["rebuffer_ms"], stored["rebuffer_count"]) == (
+            truth.watch_ms, truth.rebuffer_ms, truth.rebuffer_count,
+        ):  # fmt: skip
+            matched += 1
+    db.cluster.shutdown()
+    return len(finished), matched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--players", type=int, default=150)
+    parser.add_argument("--duration", type=float, default=300.0)
+    parser.add_argument("--api", default="http://127.0.0.1:8080")
+    args = parser.parse_args()
+
+    raw = raw_produce_rate()
+    print(f"raw confluent-kafka produce (idempotent, acks=all): {raw:,.0f} events/s", flush=True)
+
+    start_ms = int(datetime.now(UTC).timestamp() * 1000) + 2000
+    seed = int(time.time())
+    sessions = simulate.generate(seed, args.players, start_ms=start_ms, spread_ms=int(args.duration * 500))
+    # Session ids unique to this run, so a rerun never meets the previous run's state.
+    for session in sessions:
+        session.session_id = f"bench{seed}-{session.session_id}"
+        for event in session.events:
+            event["session_id"] = session.session_id
+        for view in session.views:
+            view.session_id = session.session_id
+    before = scrape(QOE_METRICS)
+    began = time.monotonic()
+    accepted, refused, posted = asyncio.run(play(args.api, sessions, args.duration))
+    elapsed = time.monotonic() - began
+    processed_during = scrape(QOE_METRICS).get('qoe_events_total{outcome="accepted"}', 0.0) - before.get(
+        'qoe_events_total{outcome="accepted"}', 0.0
+    )
+    # Let the worker drain what is still queued, then read its totals.
+    time.sleep(15)
+    after = scrape(QOE_METRICS)
+    processed = after.get('qoe_events_total{outcome="accepted"}', 0.0) - before.get(
+        'qoe_events_total{outcome="accepted"}', 0.0
+    )
+    print(f"players: {args.players}, beacons posted: {posted}, refused: {refused}, run: {elapsed:.0f} s", flush=True)
+    print(f"collector accepted: {accepted / elapsed:,.1f} events/s ({accepted} events)")
+    print(f"QoE worker processed during the run: {processed_during / elapsed:,.1f} events/s; {processed:.0f} in all")
+    print(
+        "freshness accepted → in Cassandra: p50 "
+        + quantile_bound(before, after, "qoe_event_to_cassandra_seconds", 0.5)
+        + ", p99 "
+        + quantile_bound(before, after, "qoe_event_to_cassandra_seconds", 0.99)
+    )
+    print(f"end-to-end ÷ raw produce rate = {processed_during / elapsed / raw:.4f}")
+    finished, matched = stored_truth(sessions, start_ms + int(args.duration * 1000))
+    print(f"views finished by the simulator: {finished}; stored with the truth's watch/rebuffer numbers: {matched}")
+
+
+if __name__ == "__main__":
+    main()
