@@ -135,62 +135,41 @@ def faust_ready(service: Service) -> bool:
     return "[^Worker]: Ready" in service.recent_log()
 
 
+FAUST_WORKER = [sys.executable, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"]
+
+
+def faust_worker(name: str, role: str, metrics_port: int, home: Path, env: dict[str, str]) -> Service:
+    """One Faust worker process of `role` (see processors/app.py), with its own RocksDB directory."""
+    worker_env = {
+        **env,
+        "PROCESSOR_ROLE": role,
+        "METRICS_PORT": str(metrics_port),
+        "FAUST_DATADIR": str(home / f"faust-{name}"),
+        "WORK_DIR": str(home / f"work-{name}"),
+    }
+    return Service(name, FAUST_WORKER, worker_env, faust_ready, home)
+
+
 def platform_services(settings: Settings, transcode_workers: int, home: Path | None = None) -> list[Service]:
-    python = sys.executable
     base = {"TOPIC_PREFIX": settings.topic_prefix, "PYTHONUNBUFFERED": "1"}
     home = home or state_dir() / "services"
     api_url = f"http://{settings.api_host}:{settings.api_port}/api/v1/health"
+    port = settings.metrics_port
     services = [
         Service(
             "api",
-            [python, "-m", "api"],
-            {**base, "API_PORT": str(settings.api_port), "METRICS_PORT": str(settings.metrics_port)},
+            [sys.executable, "-m", "api"],
+            {**base, "API_PORT": str(settings.api_port), "METRICS_PORT": str(port)},
             http_ok(api_url),
             home,
         ),
-        Service(
-            "control-worker",
-            [python, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"],
-            {
-                **base,
-                "PROCESSOR_ROLE": "control",
-                "METRICS_PORT": str(settings.metrics_port + 1),
-                "FAUST_DATADIR": str(home / "faust-control"),
-            },
-            faust_ready,
-            home,
-        ),
+        faust_worker("control-worker", "control", port + 1, home, base),
+        faust_worker("qoe-worker", "qoe", port + 2, home, base),
     ]
-    services.append(
-        Service(
-            "qoe-worker",
-            [python, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"],
-            {
-                **base,
-                "PROCESSOR_ROLE": "qoe",
-                "METRICS_PORT": str(settings.metrics_port + 2),
-                "FAUST_DATADIR": str(home / "faust-qoe"),
-            },
-            faust_ready,
-            home,
-        )
-    )
-    for index in range(transcode_workers):
-        services.append(
-            Service(
-                f"transcode-worker-{index + 1}",
-                [python, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"],
-                {
-                    **base,
-                    "PROCESSOR_ROLE": "transcode",
-                    "METRICS_PORT": str(settings.metrics_port + 3 + index),
-                    "FAUST_DATADIR": str(home / f"faust-transcode-{index + 1}"),
-                    "WORK_DIR": str(home / f"work-transcode-{index + 1}"),
-                },
-                faust_ready,
-                home,
-            )
-        )
+    services += [
+        faust_worker(f"transcode-worker-{index + 1}", "transcode", port + 3 + index, home, base)
+        for index in range(transcode_workers)
+    ]
     return services
 
 

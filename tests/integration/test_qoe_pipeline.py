@@ -12,7 +12,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from common.avro import AvroCodec
 from common.cassandra import cassandra_session
 from common.kafka import durable_producer
 from common.settings import Settings
-from infra.services import Service, faust_ready
+from infra.services import Service, faust_worker
 from infra.topics import reconcile
 from processors.qoe import simulate
 from processors.qoe.views import ViewMetrics, from_ms
@@ -59,15 +58,8 @@ class QoeRig:
     home: Path
 
     def worker(self, name: str) -> Service:
-        env = {
-            "PROCESSOR_ROLE": "qoe",
-            "TOPIC_PREFIX": self.settings.topic_prefix,
-            "CASSANDRA_KEYSPACE": self.settings.cassandra.keyspace,
-            "METRICS_PORT": "0",
-            "FAUST_DATADIR": str(self.home / "faust-qoe"),
-        }
-        command = [sys.executable, "-m", "faust", "-A", "processors.app", "worker", "--without-web", "-l", "info"]
-        return Service(name, command, env, faust_ready, self.home)
+        env = {"TOPIC_PREFIX": self.settings.topic_prefix, "CASSANDRA_KEYSPACE": self.settings.cassandra.keyspace}
+        return faust_worker(name, "qoe", 0, self.home, env)
 
 
 def fresh_rig(live_servers: Settings, home: Path) -> Iterator[QoeRig]:
