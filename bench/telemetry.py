@@ -105,6 +105,8 @@ async def play(api: str, sessions: list[simulate.Session], duration_s: float) ->
     meta = {}
     for session in sessions:
         for event in session:
+            if event["source"] != "SDK":
+                continue  # the simulator's CMCD request records are not SDK beacon events
             offset_s = (to_ms(event["client_ts"]) - t0_ms) // 1000
             if offset_s < duration_s:
                 batches[offset_s][session.session_id].append(beacon_event(event))
