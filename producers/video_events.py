@@ -94,6 +94,11 @@ class VideoEventPublisher:
         if self._poller is not None:
             await asyncio.to_thread(self._poller.join)
             self._poller = None
+        if remaining:
+            # Already answered as failed (503): drop them so close() does not wait on a broker that is gone.
+            self._producer.purge()
+        # Without close() librdkafka keeps reconnecting for as long as the object lives.
+        await asyncio.to_thread(self._producer.close)
 
     async def __aenter__(self) -> VideoEventPublisher:
         self.start()
