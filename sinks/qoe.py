@@ -25,6 +25,7 @@ from processors.qoe.windows import (
     WindowRow,
     add_view,
     finalise,
+    new_window,
     new_windows,
     view_contributions,
 )
@@ -240,16 +241,10 @@ def window_row(
         add_view(state, metrics, scopes=[scope])
     window = state["windows"].get(key)
     if window is None:
-        window = state["windows"][key] = empty_window(scope, granularity_s, start_ms)
+        window = state["windows"][key] = new_window(scope, granularity_s * 1000, start_ms)
     for tally in sessions:
         window["events"] += tally.events
         window["bytes"] += tally.bytes
         window["views_started"] += tally.views_started
         window["sessions"][tally.session_id] = tally.events
     return finalise(window)
-
-
-def empty_window(scope: Scope, granularity_s: int, start_ms: int) -> dict[str, Any]:
-    from processors.qoe.windows import _new_window  # the one definition of a window's fields
-
-    return _new_window(scope, granularity_s * 1000, start_ms)

@@ -199,7 +199,7 @@ def new_windows(
     }
 
 
-def _new_window(scope: Scope, granularity_ms: int, start_ms: int) -> Window:
+def new_window(scope: Scope, granularity_ms: int, start_ms: int) -> Window:
     return {
         "scope": scope[0],
         "scope_id": scope[1],
@@ -239,7 +239,7 @@ def _windows_for(state: WindowsState, scope: Scope, ts: int, kind: str) -> list[
         key = f"{g}|{start}|{scope[0]}|{scope[1]}"
         window = state["windows"].get(key)
         if window is None:
-            window = state["windows"][key] = _new_window(scope, g, start)
+            window = state["windows"][key] = new_window(scope, g, start)
         found.append(window)
     return found
 
