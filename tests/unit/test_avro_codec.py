@@ -137,10 +137,11 @@ PLAYBACK_EVENT: dict[str, Any] = {
 # then update the pin.
 CURRENT_FINGERPRINTS = {
     "CommentPosted": "72fd32b4065d3be4",
+    "CommentRemoved": "97ccf5faee3ce478",
     "DeadLetter": "8e526eeb6e265757",
     "PlaybackEvent": "8106a18f4e7938d8",
     "PlaybackEventBatch": "8ec745c97e2bac03",
-    "RatingSet": "f42a780ce94eadde",
+    "RatingSet": "a97ce7b2a25cd13f",
     "SegmentReady": "ea09e872c5b6bf2d",
     "TranscodeRequested": "7a56011bd1ffa2d6",
     "VideoStatusChanged": "d199a357f45b6e2b",
@@ -248,7 +249,8 @@ def test_every_event_round_trips(codec: AvroCodec) -> None:
             "body": "nice",
             "posted_at": T,
         },
-        "RatingSet": {"video_id": "v1", "user_id": "u1", "value": "LIKE", "rated_at": T},
+        "CommentRemoved": {"comment_id": "c1", "video_id": "v1", "removed_by": "u1", "removed_at": T},
+        "RatingSet": {"video_id": "v1", "user_id": "u1", "value": "LIKE", "rated_at": T, "profile_id": "p1"},
         "ViewRecorded": {
             "video_id": "v1",
             "session_id": "s1",
@@ -436,21 +438,22 @@ def schema_dir(tmp_path: Path) -> Path:
 
 def test_snapshot_then_evolve_keeps_old_messages_readable(schema_dir: Path) -> None:
     before = AvroCodec(schema_dir=schema_dir)
-    old_message = before.encode("RatingSet", {"video_id": "v1", "user_id": "u1", "value": "LIKE", "rated_at": T})
+    view = {"video_id": "v1", "session_id": "s1", "watched_s": 1.0, "position_s": 2.0, "viewed_at": T}
+    old_message = before.encode("ViewRecorded", view)
 
-    path = snapshot_schema("RatingSet", schema_dir)
-    assert path == schema_dir / "history" / "RatingSet.v1.avsc"
-    assert snapshot_schema("RatingSet", schema_dir) == path  # nothing changed since: no new version
+    path = snapshot_schema("ViewRecorded", schema_dir)
+    assert path == schema_dir / "history" / "ViewRecorded.v1.avsc"
+    assert snapshot_schema("ViewRecorded", schema_dir) == path  # nothing changed since: no new version
     # Evolve, as the next release would (a copy, so no cached schema is stale): a new optional field.
     release = Path(shutil.copytree(schema_dir, schema_dir.parent / "next-release"))
-    current = json.loads((release / "RatingSet.avsc").read_text())
-    current["fields"].append({"name": "profile_id", "type": ["null", "string"], "default": None})
-    (release / "RatingSet.avsc").write_text(json.dumps(current))
+    current = json.loads((release / "ViewRecorded.avsc").read_text())
+    current["fields"].append({"name": "device_class", "type": ["null", "string"], "default": None})
+    (release / "ViewRecorded.avsc").write_text(json.dumps(current))
 
     after = AvroCodec(schema_dir=release)
-    assert after.decode(old_message)["profile_id"] is None
-    new_message = after.encode("RatingSet", {**after.decode(old_message), "profile_id": "p1"})
-    assert after.decode(new_message, "RatingSet.v1") == before.decode(old_message)
+    assert after.decode(old_message)["device_class"] is None
+    new_message = after.encode("ViewRecorded", {**after.decode(old_message), "device_class": "tv"})
+    assert after.decode(new_message, "ViewRecorded.v1") == before.decode(old_message)
 
 
 def test_snapshots_are_self_contained(schema_dir: Path) -> None:
