@@ -1,6 +1,6 @@
 """The one Faust app of the platform.
 
-    PROCESSOR_ROLE=control   faust -A processors.app worker   # probe/plan, manifests, lifecycle sink
+    PROCESSOR_ROLE=control   faust -A processors.app worker   # probe/plan, manifests, lifecycle, engagement sinks
     PROCESSOR_ROLE=transcode faust -A processors.app worker   # chunk encoders: run as many as you have cores
     PROCESSOR_ROLE=qoe       faust -A processors.app worker   # playback telemetry → QoE metrics
 
@@ -24,7 +24,7 @@ from common.settings import Settings, load_settings
 from infra.stack import state_dir
 
 ROLE_MODULES: dict[str, list[str]] = {
-    "control": ["processors.probe", "processors.package", "processors.lifecycle"],
+    "control": ["processors.probe", "processors.package", "processors.lifecycle", "processors.engagement"],
     "transcode": ["processors.transcode"],
     "qoe": ["processors.telemetry"],
 }
