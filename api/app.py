@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from api.cmcd import drain_harvest_ctx, harvest_cmcd
 from api.config import ApiConfig
 from api.errors import error_middleware
 from api.keys import catalog_key, config_key, events_key, qoe_store_key, settings_key, store_key
@@ -58,10 +59,10 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def init_app(settings: Settings | None = None, config: ApiConfig | None = None) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, cors_preflight_middleware, error_middleware])
+    app = web.Application(middlewares=[metrics_middleware, cors_preflight_middleware, error_middleware, harvest_cmcd])
     app[settings_key] = settings or load_settings()
     app[config_key] = config or ApiConfig()
-    app.cleanup_ctx.extend([storage_ctx, catalog_ctx, events_ctx])
+    app.cleanup_ctx.extend([storage_ctx, catalog_ctx, events_ctx, drain_harvest_ctx])
     app.on_response_prepare.append(add_cors_headers)
     setup_routes(app)
     return app

@@ -25,7 +25,11 @@ LATENCY = Histogram(
 
 # What a player may read from a cross-origin response, beyond the CORS-safelisted headers.
 EXPOSED_HEADERS = "Content-Range, Content-Length, ETag, Accept-Ranges"
-ALLOWED_REQUEST_HEADERS = "Range, If-None-Match, If-Range, Content-Type, traceparent, X-Request-Id"
+# CMCD-*: players in CMCD header mode (hls.js useHeaders, dash.js mode "header") send them on media requests.
+ALLOWED_REQUEST_HEADERS = (
+    "Range, If-None-Match, If-Range, Content-Type, traceparent, X-Request-Id, "
+    "CMCD-Object, CMCD-Request, CMCD-Session, CMCD-Status"
+)
 PREFLIGHT_MAX_AGE_S = "86400"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import health, playback, qoe, telemetry, videos
+from api import cmcd, health, playback, qoe, telemetry, videos
 
 VIDEO = "/api/v1/videos/{video_id}"
 # The per-video playback files; anything else under a video is one of its renditions (or a 404).
@@ -15,6 +15,7 @@ def setup_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/api/v1/health", health.health, name="health")
     telemetry.setup_telemetry(app)
+    cmcd.setup_cmcd(app)
     qoe.setup_qoe(app)  # before the playback routes: /videos/{id}/viewers/live fits {rendition}/{file}
     # Uploads and metadata.
     router.add_post("/api/v1/videos", videos.create_video, name="videos")

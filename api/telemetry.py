@@ -90,7 +90,7 @@ class SessionLimits:
 
     def __init__(self) -> None:
         self._batches: OrderedDict[str, list[float]] = OrderedDict()
-        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
 
     def allow(self, session_id: str, now: float) -> float | None:
         """None when allowed, else seconds to wait."""
@@ -104,8 +104,9 @@ class SessionLimits:
             self._batches.popitem(last=False)
         return None
 
-    def first_time(self, session_id: str, seq: int) -> bool:
-        key = (session_id, seq)
+    def first_time(self, session_id: str, source: str, seq: int) -> bool:
+        # Each source numbers its own events (our SDK's counter, CMCD v2 sn, the collector's v1 numbers).
+        key = (session_id, source, seq)
         if key in self._seen:
             return False
         self._seen[key] = None
@@ -113,9 +114,9 @@ class SessionLimits:
             self._seen.popitem(last=False)
         return True
 
-    def forget(self, session_id: str, seq: int) -> None:
+    def forget(self, session_id: str, source: str, seq: int) -> None:
         """An event that was not delivered may be sent again."""
-        self._seen.pop((session_id, seq), None)
+        self._seen.pop((session_id, source, seq), None)
 
 
 limits_key = web.AppKey("telemetry_limits", SessionLimits)
@@ -200,10 +201,10 @@ def parse_batch(document: Any, received_at: datetime) -> tuple[str, list[dict[st
     return session_id, events
 
 
-async def read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request, accepted: tuple[str, ...] = ACCEPTED_TYPES) -> bytes:
     content_type = request.content_type
-    if content_type not in ACCEPTED_TYPES:
-        raise UnsupportedMediaType(f"send {' or '.join(ACCEPTED_TYPES)}")
+    if content_type not in accepted:
+        raise UnsupportedMediaType(f"send {' or '.join(accepted)}")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge("telemetry batch too large", {"max_bytes": MAX_BODY_BYTES})
     body = await request.content.read(MAX_BODY_BYTES + 1)
@@ -215,7 +216,7 @@ async def read_body(request: web.Request) -> bytes:
 async def publish_events(app: web.Application, session_id: str, events: list[dict[str, Any]], source: str) -> int:
     """Produce each first-seen event; 503 unless Kafka acknowledged all of them. Returns how many were new."""
     limits = app[limits_key]
-    fresh = [event for event in events if limits.first_time(session_id, event["seq"])]
+    fresh = [event for event in events if limits.first_time(session_id, event["source"], event["seq"])]
     topic = app[settings_key].topic("playback.telemetry")
     began = time.monotonic()
     outcomes = await asyncio.gather(
@@ -225,7 +226,7 @@ async def publish_events(app: web.Application, session_id: str, events: list[dic
     PRODUCE_SECONDS.observe(time.monotonic() - began)
     failed = [event for event, outcome in zip(fresh, outcomes, strict=True) if isinstance(outcome, BaseException)]
     for event in failed:
-        limits.forget(session_id, event["seq"])
+        limits.forget(session_id, event["source"], event["seq"])
     EVENTS.labels("duplicate", source).inc(len(events) - len(fresh))
     if failed:
         EVENTS.labels("unavailable", source).inc(len(failed))
@@ -250,16 +251,21 @@ async def collect_beacon(request: web.Request) -> web.Response:
     except InvalidRequest:
         EVENTS.labels("refused", "SDK").inc()
         raise
+    check_rate(request, session_id, len(events), "SDK")
+    accepted = await publish_events(request.app, session_id, events, "SDK")
+    return web.json_response({"accepted": accepted, "duplicates": len(events) - accepted}, status=202)
+
+
+def check_rate(request: web.Request, session_id: str, count: int, source: str) -> None:
+    """429 with Retry-After when the session sent too many batches lately."""
     wait_s = request.app[limits_key].allow(session_id, time.monotonic())
     if wait_s is not None:
-        EVENTS.labels("rate_limited", "SDK").inc(len(events))
+        EVENTS.labels("rate_limited", source).inc(count)
         raise TooManyRequests(
             "too many beacons for this session",
             {"retry_after_s": round(wait_s, 1)},
             {"Retry-After": str(math.ceil(wait_s))},
         )
-    accepted = await publish_events(request.app, session_id, events, "SDK")
-    return web.json_response({"accepted": accepted, "duplicates": len(events) - accepted}, status=202)
 
 
 def setup_telemetry(app: web.Application) -> None:

@@ -190,6 +190,8 @@ class _Player:
         self.user = f"user-{rng.randrange(10_000)}"
         self.player = rng.choice(PLAYER_SIZES)
         self.seq = 0
+        # Segment requests are CMCD v1 records, numbered by the collector apart from the SDK's own counter.
+        self.request_seq = 0
         self.events: list[dict[str, Any]] = []
         self.activity: list[ActivityTruth] = []
         self.views: list[ViewTruth] = []
@@ -210,9 +212,11 @@ class _Player:
         player: bool = False,
     ) -> None:
         view = self.view
+        request = etype == "CMCD_REQUEST"
+        seq = self.request_seq if request else self.seq
         ev: dict[str, Any] = {
             "session_id": self.sid,
-            "seq": self.seq,
+            "seq": seq,
             "event_type": etype,
             "client_ts": from_ms(self.t),
             "received_ts": from_ms(self.t),
@@ -230,7 +234,7 @@ class _Player:
             "error_code": error_code,
             "fatal": fatal,
             "bytes": nbytes,
-            "source": "SDK",
+            "source": "CMCD_V1" if request else "SDK",
             "extras": dict(extras or {}),
         }
         if rendition is not None:
@@ -243,17 +247,20 @@ class _Player:
             self._set_rendition(rendition)
         if etype == "HEARTBEAT" and view is not None:
             ev["playhead_s"] = view.position_ms / 1000
-        if etype == "CMCD_REQUEST" and self.rendition is not None:
-            # A segment request: its br is the download's, which the state machine must not take as playing.
+        if request and self.rendition is not None:
+            # A segment request: its br is the download's, which the state machine must not take as playing;
+            # the collector knows the rendition from the request's path.
             ev["bitrate_kbps"] = self.rendition.bitrate_kbps
+            ev["rendition"] = self.rendition.name
         self.events.append(ev)
-        if view is not None:
+        if view is not None and not request:
+            # Requests count in the windows' activity, not in a view (see views._count_request).
             view.events += 1
             view.bytes += nbytes or 0
         self.activity.append(
             ActivityTruth(
                 session_id=self.sid,
-                seq=self.seq,
+                seq=seq,
                 ts_ms=self.t,
                 video_id=view.video_id if view else None,
                 rendition=self.rendition.name if (view and self.rendition) else None,
@@ -262,7 +269,10 @@ class _Player:
                 starts_view=etype == "PLAY_REQUESTED" and view is not None and view.start_seq == self.seq,
             )
         )
-        self.seq += 1
+        if request:
+            self.request_seq += 1
+        else:
+            self.seq += 1
 
     def _set_rendition(self, rendition: Rendition) -> None:
         view = self.view

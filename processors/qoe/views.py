@@ -27,8 +27,8 @@ length of a view: the state machine keeps running totals, not the event list, so
 small as one of seconds. The result is exact whenever the delivery delay stays below
 the reorder window. Each source (SDK, CMCD_V2) numbers its own events, so each has its own buffer;
 CMCD_V1 requests carry a collector-assigned number that need not be contiguous and only add bytes,
-buffer-starvation marks and activity (nothing that depends on order), so they skip the buffer and are only
-de-duplicated (against the last ``V1_DEDUPE_MEMORY`` numbers).
+buffer-starvation marks and activity (nothing that depends on order: they never move a view's clock), so they
+skip the buffer and are only de-duplicated (against the last ``V1_DEDUPE_MEMORY`` numbers).
 
 Counters (``state["counters"]``): received, accepted, duplicates, late, skipped (missing seqs given up on),
 forced_releases, overflow, orphans (state events outside any view, e.g. an END after a fatal error).
@@ -562,6 +562,9 @@ def _process(state: SessionState, ev: dict[str, Any]) -> None:
     etype = ev["type"]
     t = ev["t"]
     view = state["view"]
+    if ev["source"] == "CMCD_V1":
+        _count_request(state, ev, view)
+        return
     if view is not None:
         # The interval before this event ran under the old player size / rendition: account it first.
         _advance(state, view, t)
@@ -592,6 +595,33 @@ def _process(state: SessionState, ev: dict[str, Any]) -> None:
     state["outbox"]["activity"].append(_activity(state, ev, view, starts_view))
     if view is not None and view["ended"] is not None:
         _close_view(state, view["ended"], end_ts=t, close_ts=t, to_outbox=True)
+
+
+def _count_request(state: SessionState, ev: dict[str, Any], view: dict[str, Any] | None) -> None:
+    """A CMCD v1 media request: activity (bytes, the session as a viewer) for the windows of its own time,
+    video and rendition (the collector takes them from the request's path), and a starvation mark.
+
+    It never touches a view's clock, bytes or rendition: the collector publishes a request the moment it
+    arrives while the SDK's events of the same moments come later in a batched beacon, so requests are
+    routinely processed ahead of events that precede them, and anything they did to a view would depend on
+    that order."""
+    if view is not None and ev.get("extras", {}).get("bs") == "true":
+        view["starvation_marks"] += 1
+    device = ev.get("device_class") or state["context"].get("device_class")
+    state["outbox"]["activity"].append(
+        {
+            "session_id": state["session_id"],
+            "seq": ev["seq"],
+            "source": ev["source"],
+            "ts_ms": ev["t"],
+            "event_type": ev["type"],
+            "video_id": ev.get("video_id"),
+            "rendition": ev.get("rendition"),
+            "device_class": device,
+            "bytes": int(ev.get("bytes") or 0),
+            "starts_view": False,
+        }
+    )
 
 
 def _same_video(view: dict[str, Any], ev: dict[str, Any]) -> bool:
@@ -675,9 +705,9 @@ def _update_view(state: SessionState, view: dict[str, Any], ev: dict[str, Any]) 
         startup = _player_startup_ms(ev)
         if startup is not None:
             view["player_startup_ms"] = startup
-    elif etype == "CMCD_REQUEST":
-        if ev.get("extras", {}).get("bs") == "true":
-            view["starvation_marks"] += 1
+    elif etype == "CMCD_REQUEST" and ev.get("extras", {}).get("bs") == "true":
+        # A CMCD v2 "response received" report with a starvation flag (v1 requests are _count_request's).
+        view["starvation_marks"] += 1
     if ev.get("extras", {}).get("sta") == "p":
         # CMCD v2 "playing" (media is being rendered), whatever event it was mapped to: the first frame if
         # none came yet, else the end of a stall, seek or pause (CMCD reports no rebuffering during seeks).

@@ -283,13 +283,43 @@ def test_cmcd_playing_state_resolves_startup_stall_and_seek() -> None:
 def test_cmcd_v1_requests_skip_the_reorder_buffer_are_deduplicated_and_mark_starvation() -> None:
     state = views.new_session(SID)
     views.apply(state, ev(0, "PLAY_REQUESTED", 0))
-    v1 = {"source": "CMCD_V1", "extras": {"bs": "true"}, "bytes": 100}
+    v1 = {"source": "CMCD_V1", "extras": {"bs": "true"}, "bytes": 100, "video_id": "vid", "rendition": "720p"}
     for seq in (1001, 1000, 1001):  # collector numbers, not contiguous with the SDK's
         views.apply(state, ev(seq, "CMCD_REQUEST", 500, **v1))
     views.apply(state, ev(1, "END", 1000))
-    [m] = views.drain(state).views
-    assert (m.starvation_marks, m.bytes_served, m.rebuffer_count) == (2, 200, 0)
+    drained = views.drain(state)
+    [m] = drained.views
+    assert (m.starvation_marks, m.rebuffer_count) == (2, 0)
     assert state["counters"]["duplicates"] == 1
+    # The requests' bytes go to the windows of their own video and rendition, not to the view.
+    requests = [a for a in drained.activity if a["source"] == "CMCD_V1"]
+    assert [(a["bytes"], a["video_id"], a["rendition"], a["ts_ms"]) for a in requests] == [
+        (100, "vid", "720p", views.to_ms(T0) + 500)
+    ] * 2
+    assert m.bytes_served == 0
+
+
+def test_a_cmcd_v1_request_ahead_of_the_sdk_events_before_it_changes_no_view_metric() -> None:
+    """The collector publishes requests at once while the SDK batches: a request at 3 s processed before the
+    SDK's first frame at 1 s must not move the view's clock."""
+    sdk = [
+        ev(0, "PLAY_REQUESTED", 0),
+        ev(1, "FIRST_FRAME", 1000),
+        ev(2, "STALL_START", 2000),
+        ev(3, "STALL_END", 2600),
+        ev(4, "END", 4000),
+    ]
+    request = ev(7, "CMCD_REQUEST", 3000, source="CMCD_V1", bytes=5000)
+    in_order = views.new_session(SID)
+    for event in [*sdk[:4], request, sdk[4]]:
+        views.apply(in_order, event)
+    ahead = views.new_session(SID)
+    for event in [sdk[0], request, *sdk[1:]]:
+        views.apply(ahead, event)
+    [expected] = views.drain(in_order).views
+    [got] = views.drain(ahead).views
+    assert got == expected
+    assert (got.video_startup_time_ms, got.watch_time_ms, got.rebuffer_ms) == (1000, 4000, 600)
 
 
 def test_state_is_plain_json_and_survives_a_round_trip_after_every_event() -> None:
