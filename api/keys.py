@@ -9,12 +9,14 @@ from api.storage import ObjectStore
 from common.settings import Settings
 from producers.video_events import VideoEventPublisher
 from sinks.catalog import Catalog
+from sinks.discovery import Discovery
 from sinks.qoe import QoeStore
 
 settings_key = web.AppKey("settings", Settings)
 config_key = web.AppKey("config", ApiConfig)
 events_key = web.AppKey("events", VideoEventPublisher)
 catalog_key = web.AppKey("catalog", Catalog)
+discovery_key = web.AppKey("discovery", Discovery)
 qoe_store_key = web.AppKey("qoe_store", QoeStore)
 store_key = web.AppKey("store", ObjectStore)
 

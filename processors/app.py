@@ -24,7 +24,13 @@ from common.settings import Settings, load_settings
 from infra.stack import state_dir
 
 ROLE_MODULES: dict[str, list[str]] = {
-    "control": ["processors.probe", "processors.package", "processors.lifecycle", "processors.engagement"],
+    "control": [
+        "processors.probe",
+        "processors.package",
+        "processors.lifecycle",
+        "processors.engagement",
+        "processors.recommend",
+    ],
     "transcode": ["processors.transcode"],
     "qoe": ["processors.telemetry"],
 }

@@ -155,7 +155,10 @@ class Catalog:
                 now,
             ),
         )
-        return bool(rows and rows[0].applied)
+        applied = bool(rows and rows[0].applied)
+        if applied:
+            await self.index_text(video_id, metadata.get("title"), metadata.get("description"), metadata.get("tags"))
+        return applied
 
     async def get_video(self, video_id: str) -> Any | None:
         rows = await run(self.session, self._get_video, (video_id,))
@@ -167,6 +170,21 @@ class Catalog:
             if name not in EDITABLE_FIELDS:
                 raise ValueError(f"{name} is not an editable field")
             await run(self.session, self._edit[name], (set(value) if name == "tags" else value, now, video_id))
+        if changes.keys() & {"title", "description", "tags"}:
+            row = await self.get_video(video_id)
+            if row is not None:
+                await self.index_text(video_id, row.title, row.description, row.tags)
+
+    async def index_text(
+        self, video_id: str, title: str | None, description: str | None, tags: Iterable[str] | None
+    ) -> None:
+        """Search terms and the text vector on the video row (sinks/discovery.py), kept in step with its text."""
+        discovery = getattr(self, "_discovery", None)
+        if discovery is None:
+            from sinks.discovery import Discovery  # imported here: sinks.discovery builds on this module
+
+            discovery = self._discovery = await asyncio.to_thread(Discovery, self.session)
+        await discovery.index_text(video_id, title, description, tags)
 
     async def record_upload(self, video_id: str, size_bytes: int) -> None:
         await run(self.session, self._set_upload, (size_bytes, datetime.now(UTC), video_id))
