@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from api.auth import auth_ctx
 from api.cmcd import drain_harvest_ctx, harvest_cmcd
 from api.config import ApiConfig
 from api.errors import error_middleware
@@ -63,6 +64,7 @@ async def init_app(settings: Settings | None = None, config: ApiConfig | None = 
     app[settings_key] = settings or load_settings()
     app[config_key] = config or ApiConfig()
     app.cleanup_ctx.extend([storage_ctx, catalog_ctx, events_ctx, drain_harvest_ctx])
+    app.cleanup_ctx.append(auth_ctx)  # after catalog_ctx: the accounts store shares its Cassandra session
     app.on_response_prepare.append(add_cors_headers)
     setup_routes(app)
     return app

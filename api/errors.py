@@ -45,6 +45,24 @@ class InvalidRequest(ApiError):
     error = "invalid request"
 
 
+class Unauthorized(ApiError):
+    """No credentials, or credentials that do not check out (bad signature, expired, wrong audience)."""
+
+    status = 401
+    error = "unauthorized"
+
+    def __init__(self, error: str | None = None, detail: Any = None):
+        # RFC 6750: a 401 for a bearer-token resource names the scheme.
+        super().__init__(error, detail, headers={"WWW-Authenticate": 'Bearer realm="vidplat"'})
+
+
+class Forbidden(ApiError):
+    """Authenticated, but not allowed to do this (a missing role, another user's object)."""
+
+    status = 403
+    error = "forbidden"
+
+
 class NotFound(ApiError):
     status = 404
     error = "not found"
@@ -73,6 +91,14 @@ class RangeNotSatisfiable(ApiError):
 
     def __init__(self, size: int):
         super().__init__(detail={"size": size}, headers={"Content-Range": f"bytes */{size}"})
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    error = "too many requests"
+
+    def __init__(self, retry_after_s: int, error: str | None = None):
+        super().__init__(error, {"retry_after_s": retry_after_s}, headers={"Retry-After": str(retry_after_s)})
 
 
 class Unavailable(ApiError):

@@ -6,8 +6,10 @@ from aiohttp import web
 
 from api.config import ApiConfig
 from api.storage import ObjectStore
+from api.tokens import AuthService, Principal
 from common.settings import Settings
 from producers.video_events import VideoEventPublisher
+from sinks.accounts import Accounts
 from sinks.catalog import Catalog
 from sinks.discovery import Discovery
 from sinks.qoe import QoeStore
@@ -19,6 +21,10 @@ catalog_key = web.AppKey("catalog", Catalog)
 discovery_key = web.AppKey("discovery", Discovery)
 qoe_store_key = web.AppKey("qoe_store", QoeStore)
 store_key = web.AppKey("store", ObjectStore)
+auth_key = web.AppKey("auth", AuthService)
+accounts_key = web.AppKey("accounts", Accounts)
 
 # Set once a streamed response has sent its headers: an error after that cannot become an error response.
 response_started_key = web.RequestKey("response_started", bool)
+# The caller of a request, once its access token was checked (api/auth.py caches it here).
+principal_key = web.RequestKey("principal", Principal)

@@ -85,10 +85,26 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    # HMAC key of access and playback tokens; empty: api/auth.py generates one into VIDPLAT_STATE_DIR.
+    jwt_secret: str = field(default_factory=lambda: _env("JWT_SECRET", ""), repr=False)
+    jwt_issuer: str = field(default_factory=lambda: _env("JWT_ISSUER", "vidplat"))
+    jwt_audience: str = field(default_factory=lambda: _env("JWT_AUDIENCE", "vidplat-api"))
+    access_ttl_s: int = field(default_factory=lambda: _env_int("ACCESS_TOKEN_TTL_S", 15 * 60))
+    refresh_ttl_s: int = field(default_factory=lambda: _env_int("REFRESH_TOKEN_TTL_S", 30 * 24 * 3600))
+    # Playback tokens of private videos live this long beyond the video's duration (see api/access.py).
+    playback_ttl_s: int = field(default_factory=lambda: _env_int("PLAYBACK_TOKEN_TTL_S", 10 * 60))
+    state_dir: Path = field(
+        default_factory=lambda: Path(_env("VIDPLAT_STATE_DIR", str(REPO_ROOT / ".state"))).resolve()
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     # Prefix added to every topic name; tests use it to get fresh topics.
     topic_prefix: str = field(default_factory=lambda: _env("TOPIC_PREFIX", ""))
     api_host: str = field(default_factory=lambda: _env("API_HOST", "127.0.0.1"))
