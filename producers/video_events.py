@@ -111,8 +111,12 @@ class VideoEventPublisher:
 
     # --- publishing --------------------------------------------------------------------------------
 
-    async def publish(self, topic: str, key: str, record_name: str, value: Mapping[str, Any]) -> Delivered:
+    async def publish(
+        self, topic: str, key: str, record_name: str, value: Mapping[str, Any], *, partition: int | None = None
+    ) -> Delivered:
         """Encode ``value`` as ``record_name`` and produce it; return once Kafka acknowledged it.
+
+        ``partition`` overrides the key's partition (a topic keyed finer than it is ordered, e.g. ratings).
 
         Raises ``SchemaValidationError`` (a ValueError) for a value that does not fit its schema, and
         ``PublishError`` when Kafka does not acknowledge it.
@@ -140,7 +144,13 @@ class VideoEventPublisher:
 
         while True:
             try:
-                self._producer.produce(topic, key=key.encode(), value=payload, on_delivery=on_delivery)
+                self._producer.produce(
+                    topic,
+                    key=key.encode(),
+                    value=payload,
+                    on_delivery=on_delivery,
+                    partition=-1 if partition is None else partition,  # -1: the partitioner's choice
+                )
                 break
             except BufferError:
                 # The local queue is full: let the poll thread drain it, never block the event loop.
