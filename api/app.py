@@ -19,7 +19,15 @@ from api.auth import auth_ctx
 from api.cmcd import drain_harvest_ctx, harvest_cmcd
 from api.config import ApiConfig
 from api.errors import error_middleware
-from api.keys import catalog_key, config_key, events_key, qoe_store_key, settings_key, store_key
+from api.keys import (
+    catalog_key,
+    config_key,
+    engagement_store_key,
+    events_key,
+    qoe_store_key,
+    settings_key,
+    store_key,
+)
 from api.middlewares import add_cors_headers, cors_preflight_middleware, metrics_middleware
 from api.routes import setup_routes
 from api.storage import ObjectStore
@@ -29,6 +37,7 @@ from common.settings import Settings, load_settings
 from common.storage import storage_client
 from producers.video_events import VideoEventPublisher
 from sinks.catalog import Catalog
+from sinks.engagement import EngagementStore
 from sinks.qoe import QoeStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,7 @@ async def catalog_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         app[catalog_key] = await asyncio.to_thread(Catalog, session)
         app[qoe_store_key] = await asyncio.to_thread(QoeStore, session)
+        app[engagement_store_key] = await asyncio.to_thread(EngagementStore, session)
         yield
     finally:
         await asyncio.to_thread(session.cluster.shutdown)

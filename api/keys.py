@@ -12,6 +12,7 @@ from producers.video_events import VideoEventPublisher
 from sinks.accounts import Accounts
 from sinks.catalog import Catalog
 from sinks.discovery import Discovery
+from sinks.engagement import EngagementStore
 from sinks.qoe import QoeStore
 
 settings_key = web.AppKey("settings", Settings)
@@ -20,6 +21,7 @@ events_key = web.AppKey("events", VideoEventPublisher)
 catalog_key = web.AppKey("catalog", Catalog)
 discovery_key = web.AppKey("discovery", Discovery)
 qoe_store_key = web.AppKey("qoe_store", QoeStore)
+engagement_store_key = web.AppKey("engagement_store", EngagementStore)
 store_key = web.AppKey("store", ObjectStore)
 auth_key = web.AppKey("auth", AuthService)
 accounts_key = web.AppKey("accounts", Accounts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import auth, cmcd, discovery, health, playback, qoe, telemetry, videos
+from api import auth, cmcd, discovery, engagement, health, playback, qoe, telemetry, videos
 
 VIDEO = "/api/v1/videos/{video_id}"
 # The per-video playback files; anything else under a video is one of its renditions (or a 404).
@@ -19,6 +19,7 @@ def setup_routes(app: web.Application) -> None:
     cmcd.setup_cmcd(app)
     qoe.setup_qoe(app)  # before the playback routes: /videos/{id}/viewers/live fits {rendition}/{file}
     discovery.setup_discovery(app)  # lists, search, recommendations
+    engagement.setup_engagement(app)  # before the playback routes: /videos/{id}/comments/{cid} fits {rendition}/{file}
     # Uploads and metadata.
     router.add_post("/api/v1/videos", videos.create_video, name="videos")
     router.add_post("/api/v1/videos/upload", videos.upload_video_form, name="video_form_upload")

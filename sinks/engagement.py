@@ -199,16 +199,19 @@ class EngagementStore:
             r.removed_at.replace(tzinfo=UTC) if r.removed_at else None,
         )
 
-    async def _removed_at(self, comment_id: str) -> datetime | None:
-        rows = await run(self.session, self._get_comment, (comment_id,))
-        return rows[0].removed_at.replace(tzinfo=UTC) if rows and rows[0].removed_at else None
-
     async def post_comment(self, event: dict[str, Any]) -> None:
         """Apply a CommentPosted: the comment row, its place in the lists, the video's comment count."""
         comment_id, video_id, parent_id = event["comment_id"], event["video_id"], event.get("parent_id")
         posted_at = event["posted_at"]
-        if await self._removed_at(comment_id) is not None:
+        rows = await run(self.session, self._get_comment, (comment_id,))
+        stored = rows[0] if rows else None
+        if stored is not None and stored.removed_at is not None:
             return  # removed since: a replayed post must not bring it back
+        first_post = stored is None or stored.video_id is None
+        if stored is not None and not first_post:
+            # Seen before (a replay, or a post retried under the same id with a later time): the first post's
+            # place stands, so the lists never hold the comment twice.
+            video_id, parent_id, posted_at = stored.video_id, stored.parent_id, stored.posted_at.replace(tzinfo=UTC)
         parent = None
         if parent_id is not None:
             parent = await self.comment(parent_id)
@@ -219,11 +222,12 @@ class EngagementStore:
                 return
         at = micros(posted_at)
         author = event.get("profile_id") or event["user_id"]
-        await run(
-            self.session,
-            self._insert_comment,
-            (comment_id, video_id, parent_id, event["user_id"], author, event["body"], posted_at, at),
-        )
+        if first_post:
+            await run(
+                self.session,
+                self._insert_comment,
+                (comment_id, video_id, parent_id, event["user_id"], author, event["body"], posted_at, at),
+            )
         if parent is not None and parent.removed_at is not None:
             # The thread was removed before this reply was applied: the reply goes with it (after its post).
             removal = (max(micros(parent.removed_at), at + 1), parent.removed_at, "thread-removed", comment_id)
