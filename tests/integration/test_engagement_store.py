@@ -187,3 +187,17 @@ async def test_an_old_rating_without_profile_counts_for_the_account(store: Engag
     )
     assert await store.rating(video, "acct-9") == "like"
     assert await store.totals(video) == Totals(1, 0, 0)
+
+
+async def test_a_post_retried_under_the_same_id_keeps_its_first_place(store: EngagementStore) -> None:
+    video = f"v-{uuid.uuid4().hex[:8]}"
+    first = posted(video, 1)
+    await store.post_comment(first)
+    await store.post_comment(posted(video, 2))
+    # The client retried its post (same Idempotency-Key, so the same id) a minute later.
+    await store.post_comment({**first, "posted_at": first["posted_at"] + timedelta(minutes=1)})
+    assert await all_pages(store, video, "newest", 10) == [f"{video}-c2", f"{video}-c1"]
+    assert await all_pages(store, video, "top", 10) == [f"{video}-c2", f"{video}-c1"]
+    assert (await store.totals(video)).comments == 2
+    again = await store.comment(first["comment_id"])
+    assert again is not None and again.posted_at == first["posted_at"]
