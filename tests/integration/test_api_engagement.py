@@ -143,6 +143,11 @@ async def test_comments_replies_pages_and_removal(client: Client) -> None:
         (r1, first, "reply one"),
         (nested["comment_id"], first, "reply to a reply"),
     ]
+    page = await call(client, "GET", f"{base}/{first}/replies", 200, params={"limit": "1"})
+    rest = await call(
+        client, "GET", f"{base}/{first}/replies", 200, params={"limit": "1", "cursor": page["next_cursor"]}
+    )
+    assert [r["comment_id"] for r in page["replies"] + rest["replies"]] == [r1, nested["comment_id"]]
     totals = await call(client, "GET", f"/api/v1/videos/{video}/engagement", 200)
     assert totals["comments"] == 5 + 3
 
