@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
@@ -37,6 +37,10 @@ from sinks.engagement import EngagementStore
 from sinks.qoe import QoeStore
 
 log = logging.getLogger(__name__)
+
+# A batch of ratings: at most this many, or what arrived within this time.
+RATING_BATCH_MAX = 500
+RATING_BATCH_WITHIN_S = 0.25
 
 ENGAGEMENT_EVENTS = Counter("engagement_events_total", "Engagement events applied to Cassandra", ["record"])
 
@@ -60,27 +64,29 @@ def progress_store() -> QoeStore:
     return QoeStore(_session())
 
 
+async def decode_record(event: EventT, records: tuple[str, ...], agent: str) -> tuple[str, dict[str, Any]] | None:
+    """(record name, value) of a message that is one of ``records``; None once anything else was dead-lettered.
+
+    Like processors.dead_letters.decoded, for a topic that carries more than one record."""
+    raw = event.value
+    errors = []
+    for record in records:
+        try:
+            return record, default_codec().decode(raw, record)
+        except ValueError as exc:  # UndecodableMessage: not this record, or not decodable at all
+            errors.append(exc)
+    await dead_letter(app, event, errors[-1], agent, raw if isinstance(raw, bytes) else None)
+    return None
+
+
 async def decoded_records(
     stream: faust.StreamT, records: tuple[str, ...], agent: str
 ) -> AsyncIterator[tuple[EventT, str, dict[str, Any]]]:
-    """Yield (event, record name, value) for each message of one of ``records``; dead-letter the others.
-
-    Like processors.dead_letters.decoded, for a topic that carries more than one record."""
-    codec = default_codec()
+    """Yield (event, record name, value) for each message of one of ``records``; dead-letter the others."""
     async for event in stream.events():
-        raw = event.value
-        found: tuple[str, dict[str, Any]] | None = None
-        errors = []
-        for record in records:
-            try:
-                found = record, codec.decode(raw, record)
-                break
-            except ValueError as exc:  # UndecodableMessage: not this record, or not decodable at all
-                errors.append(exc)
-        if found is None:
-            await dead_letter(app, event, errors[-1], agent, raw if isinstance(raw, bytes) else None)
-            continue
-        yield event, *found
+        found = await decode_record(event, records, agent)
+        if found is not None:
+            yield event, *found
 
 
 @app.agent(comments_topic)
@@ -95,9 +101,19 @@ async def record_comments(stream: faust.StreamT) -> None:
 
 @app.agent(ratings_topic)
 async def record_ratings(stream: faust.StreamT) -> None:
-    async for _event, record, value in decoded_records(stream, ("RatingSet",), "record_ratings"):
-        await store().set_rating(value)
-        ENGAGEMENT_EVENTS.labels(record).inc()
+    """Ratings come in bursts on popular videos: a batch writes every viewer's row, then recounts each touched
+    bucket once. Faust acks a batch's events only after this body is done with them, so a crash before the
+    recount replays the whole batch (rows rewritten identically, then recounted)."""
+    batches = cast(faust.Stream, stream).take_events  # the Stream class; StreamT does not declare take_events
+    async for events in batches(RATING_BATCH_MAX, within=RATING_BATCH_WITHIN_S):
+        touched: set[tuple[str, int]] = set()
+        for event in events:
+            found = await decode_record(event, ("RatingSet",), "record_ratings")
+            if found is not None:
+                touched.add(await store().write_rating(found[1]))
+                ENGAGEMENT_EVENTS.labels(found[0]).inc()
+        for video_id, bucket in sorted(touched):
+            await store().recount_ratings(video_id, bucket)
 
 
 @app.agent(views_topic)

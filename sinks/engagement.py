@@ -330,8 +330,12 @@ class EngagementStore:
     # --- ratings -----------------------------------------------------------------------------------
 
     async def set_rating(self, event: dict[str, Any]) -> None:
-        """Apply a RatingSet: the viewer's row (at the event's time, so the latest rating wins whatever the
-        order), then the recount of its bucket."""
+        """Apply a RatingSet: the viewer's row, then the recount of its bucket."""
+        await self.recount_ratings(*await self.write_rating(event))
+
+    async def write_rating(self, event: dict[str, Any]) -> tuple[str, int]:
+        """The viewer's rating row (at the event's time, so the latest rating wins whatever the order); returns
+        the (video, bucket) whose totals must be recounted before the event counts as applied."""
         video_id = event["video_id"]
         viewer = event.get("profile_id") or event["user_id"]
         bucket = bucket_of(viewer)
@@ -345,9 +349,10 @@ class EngagementStore:
                 self._set_rating,
                 (video_id, bucket, viewer, event["user_id"], value, event["rated_at"], at),
             )
-        await self._recount_ratings(video_id, bucket)
+        return video_id, bucket
 
-    async def _recount_ratings(self, video_id: str, bucket: int) -> None:
+    async def recount_ratings(self, video_id: str, bucket: int) -> None:
+        """Likes and dislikes of one bucket, counted from its rows and written as absolute values."""
         likes, dislikes = await asyncio.gather(
             run(self.session, self._count_rating, (video_id, bucket, "like")),
             run(self.session, self._count_rating, (video_id, bucket, "dislike")),

@@ -44,8 +44,12 @@ class FakeStore:
     async def remove_comment(self, value: dict[str, Any]) -> None:
         self.calls.append(("remove", value["comment_id"]))
 
-    async def set_rating(self, value: dict[str, Any]) -> None:
+    async def write_rating(self, value: dict[str, Any]) -> tuple[str, int]:
         self.calls.append(("rating", (value["profile_id"], value["value"])))
+        return value["video_id"], 0
+
+    async def recount_ratings(self, video_id: str, bucket: int) -> None:
+        self.calls.append(("recount", (video_id, bucket)))
 
     async def write_progress(self, viewer: str, video_id: str, position_s: float, at: datetime) -> None:
         self.calls.append(("progress", (viewer, video_id, position_s, at)))
@@ -86,9 +90,11 @@ async def test_ratings_and_views_reach_their_stores(fakes: tuple[FakeStore, list
         await agent.put(CODEC.encode("ViewRecorded", VIEWED))
         await agent.put(CODEC.encode("ViewRecorded", {**VIEWED, "profile_id": None}))  # the account's own
         await agent.put(CODEC.encode("ViewRecorded", {**VIEWED, "profile_id": None, "user_id": None}))  # nobody
-    assert fake.calls == [
-        ("rating", ("p1", "LIKE")),
-        ("rating", ("p1", "NONE")),
+    ratings = [c for c in fake.calls if c[0] in ("rating", "recount")]
+    # Rows first, then one recount per touched bucket of the batch (both events usually share a batch).
+    assert [c for c in ratings if c[0] == "rating"] == [("rating", ("p1", "LIKE")), ("rating", ("p1", "NONE"))]
+    assert ratings[-1] == ("recount", ("v1", 0)) and ratings[1] in (("rating", ("p1", "NONE")), ("recount", ("v1", 0)))
+    assert [c for c in fake.calls if c[0] == "progress"] == [
         ("progress", ("p1", "v1", 12.5, T)),
         ("progress", ("a1", "v1", 12.5, T)),
     ]
