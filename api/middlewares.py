@@ -27,7 +27,7 @@ LATENCY = Histogram(
 EXPOSED_HEADERS = "Content-Range, Content-Length, ETag, Accept-Ranges"
 # CMCD-*: players in CMCD header mode (hls.js useHeaders, dash.js mode "header") send them on media requests.
 ALLOWED_REQUEST_HEADERS = (
-    "Range, If-None-Match, If-Range, Content-Type, traceparent, X-Request-Id, "
+    "Authorization, Range, If-None-Match, If-Range, Content-Type, traceparent, X-Request-Id, "
     "CMCD-Object, CMCD-Request, CMCD-Session, CMCD-Status"
 )
 PREFLIGHT_MAX_AGE_S = "86400"
@@ -74,7 +74,7 @@ async def cors_preflight_middleware(request: web.Request, handler: Handler) -> w
         and (routing_error is None or isinstance(routing_error, web.HTTPMethodNotAllowed))
     ):
         headers = {
-            hdrs.ACCESS_CONTROL_ALLOW_METHODS: "GET, HEAD, POST, OPTIONS",
+            hdrs.ACCESS_CONTROL_ALLOW_METHODS: "GET, HEAD, POST, PATCH, DELETE, OPTIONS",
             hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ALLOWED_REQUEST_HEADERS,
             hdrs.ACCESS_CONTROL_MAX_AGE: PREFLIGHT_MAX_AGE_S,
         }

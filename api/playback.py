@@ -10,6 +10,11 @@ The CDN edge (Varnish) sits in front, so the headers matter as much as the bytes
   year, immutable; manifests change while the video is ``playable`` (renditions still arriving): 5 s, then
   60 s once ``ready``.
 
+Who may play what is api/access.py's: public and unlisted videos play for anyone; a private one for its owner
+(bearer header) or through ``/api/v1/videos/{id}/p/{playback token}/...``, the same files under a path prefix
+that relative URIs keep. Responses of private videos are ``Cache-Control: private`` (no shared cache keeps
+them, whatever their TTL).
+
 A video that is unknown, failed or deleted is a 404; a manifest asked for before the video is playable is
 a 404 saying so. Paths are built only from an id and names matched against fixed patterns, never from raw
 request text, so no traversal can reach another key.
@@ -25,6 +30,8 @@ from typing import Literal
 from aiohttp import hdrs, web
 from minio.error import S3Error
 
+from api.access import can_view, check_playback_token, is_gone
+from api.auth import optional_principal
 from api.errors import NotFound, RangeNotSatisfiable
 from api.keys import catalog_key, response_started_key, settings_key, store_key
 from api.storage import ObjectChanged, ObjectInfo, is_missing
@@ -129,8 +136,13 @@ def range_applies(request: web.Request, etag: str, last_modified: str | None) ->
 
 async def serve_asset(request: web.Request, video_id: str, asset: Asset) -> web.StreamResponse:
     app = request.app
+    token = request.match_info.get("token")
+    if token is not None:
+        check_playback_token(request, video_id, token)  # before any lookup: a refusal reveals nothing
     video = await app[catalog_key].get_video(video_id)
-    if video is None or video.status in ("failed", "deleted"):
+    if video is None or is_gone(video) or video.status == "failed":
+        raise NotFound("video not found")
+    if token is None and not can_view(video, optional_principal(request)):
         raise NotFound("video not found")
     if asset.kind == "manifest":
         if video.status not in ("playable", "ready"):
@@ -138,6 +150,8 @@ async def serve_asset(request: web.Request, video_id: str, asset: Asset) -> web.
         cache_control = MANIFEST_READY if video.status == "ready" else MANIFEST_PLAYABLE
     else:
         cache_control = IMMUTABLE
+    if video.privacy == "private":
+        cache_control = cache_control.replace("public", "private")
     bucket = app[settings_key].storage.media_bucket
     key = f"videos/{video_id}/{asset.key}"
     store = app[store_key]

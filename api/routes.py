@@ -26,6 +26,13 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(VIDEO, videos.get_video, name="video")
     router.add_get(VIDEO + "/status", videos.get_video_status, name="video_status")
     router.add_post(VIDEO + "/complete", videos.complete_upload, name="video_complete")
+    router.add_patch(VIDEO, videos.edit_video, name="video_edit")
+    router.add_delete(VIDEO, videos.delete_video, name="video_delete")
     # Playback (GET also answers HEAD).
     router.add_get(VIDEO_ASSET, playback.video_asset, name="video_asset")
     router.add_get(VIDEO + "/{rendition}/{file}", playback.rendition_file, name="rendition_file")
+    # The same files of a private video, with its playback token as a path prefix (api/access.py says why).
+    router.add_get(
+        VIDEO + "/p/{token}/" + VIDEO_ASSET.removeprefix(VIDEO + "/"), playback.video_asset, name="private_asset"
+    )
+    router.add_get(VIDEO + "/p/{token}/{rendition}/{file}", playback.rendition_file, name="private_rendition_file")

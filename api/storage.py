@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, ParamSpec, TypeVar, cast
 
 from minio import Minio
 from minio.datatypes import Part
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from urllib3 import BaseHTTPResponse
 
@@ -191,6 +192,21 @@ class ObjectStore:
         except S3Error as exc:
             if not is_missing(exc):
                 raise
+
+    async def remove_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object under ``prefix`` (a video's packaged media); returns how many there were."""
+        if not prefix.endswith("/") or len(prefix) < 2:
+            raise ValueError("remove_prefix takes a folder-like prefix ending in '/'")
+
+        def remove_all() -> int:
+            names = [o.object_name for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)]
+            errors = list(self.client.remove_objects(bucket, (DeleteObject(name) for name in names if name)))
+            failed = [e for e in errors if e.code not in MISSING_CODES]
+            if failed:
+                raise RuntimeError(f"could not remove {len(failed)} objects under {prefix}: {failed[0].message}")
+            return len(names)
+
+        return await self.run(remove_all)
 
     async def put_stream(
         self,

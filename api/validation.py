@@ -220,3 +220,53 @@ def parse_form_fields(form: Mapping[str, str], max_upload_bytes: int) -> VideoMe
                 problems.add(name, f"must be {'a number' if kind is float else 'an integer'}, got {form[name]!r}")
                 del fields[name]
     return _build(problems, fields, size_required=False, max_upload_bytes=max_upload_bytes)
+
+
+# What an owner may change after the upload (PATCH), by request name -> catalogue column.
+EDITABLE_REQUEST_FIELDS = {
+    "title": "title",
+    "description": "description",
+    "tags": "tags",
+    "privacy": "privacy",
+    "thumbnail_time": "thumbnail_time_s",
+}
+# Fixed by the upload itself.
+UPLOAD_FIELDS = frozenset({"filename", "size_bytes", "content_type"})
+
+
+def parse_edit_body(body: Any) -> dict[str, Any]:
+    """The changes of ``PATCH /api/v1/videos/{id}`` as ``Catalog.edit_video`` takes them.
+
+    Only the fields of EDITABLE_REQUEST_FIELDS; owner_id, status and every other platform field is a 400 (no
+    mass assignment), and so is an empty change. ``description: null`` clears the description.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    problems = _Problems()
+    for name in sorted(str(n) for n in body):
+        if name in READ_ONLY_FIELDS:
+            problems.add(name, "is read-only")
+        elif name in UPLOAD_FIELDS:
+            problems.add(name, "is fixed by the upload and cannot be changed")
+        elif name not in EDITABLE_REQUEST_FIELDS:
+            problems.add(name, "is not a known field")
+    if not body:
+        raise InvalidRequest("nothing to change", {"fields": sorted(EDITABLE_REQUEST_FIELDS)})
+    changes: dict[str, Any] = {}
+    if "title" in body:
+        changes["title"] = _text(problems, "title", body["title"], max_len=TITLE_MAX, required=True)
+    if "description" in body:
+        changes["description"] = _text(
+            problems, "description", body["description"], max_len=DESCRIPTION_MAX, multiline=True
+        )
+    if "tags" in body:
+        changes["tags"] = list(_tags(problems, body["tags"]))
+    if "privacy" in body and body["privacy"] not in PRIVACY_VALUES:
+        problems.add("privacy", f"must be one of {', '.join(PRIVACY_VALUES)}")
+    elif "privacy" in body:
+        changes["privacy"] = body["privacy"]
+    if "thumbnail_time" in body:
+        changes["thumbnail_time_s"] = _number(problems, "thumbnail_time", body["thumbnail_time"])
+    if problems.by_field:
+        raise InvalidRequest(detail=problems.by_field)
+    return changes

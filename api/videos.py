@@ -11,6 +11,13 @@ The upload path (DESIGN.md, "The VOD path", steps 1-2):
 * ``POST /api/v1/videos/upload`` does both at once for small files sent as multipart/form-data, streaming
   the file part to S3 as it arrives.
 
+Who may do what is api/access.py's: creating and uploading need the ``creator`` role, completing, editing
+(``PATCH /api/v1/videos/{id}``) and deleting (``DELETE /api/v1/videos/{id}``) need the video's owner or an admin,
+reading follows the video's privacy. A delete tombstones the row at once (404 from then on), removes the
+original and every packaged object from storage, drops the renditions' rows, and publishes
+``VideoStatusChanged(DELETED)`` on ``video.lifecycle`` so caches and read models purge it; the owner may repeat
+a delete that failed half-way, and it finishes the job.
+
 The move to ``processing`` is a conditional write (``Catalog.transition_status``), so a second or concurrent
 complete gets a 409 instead of publishing twice. If Kafka does not acknowledge, the row goes back to
 ``uploading`` and the client may complete again (downstream stages are idempotent, so an event that did
@@ -34,15 +41,17 @@ from aiohttp import BodyPartReader, hdrs, web
 from minio.error import S3Error
 from yarl import URL
 
+from api.access import issue_playback_token, owned_video, viewable_video
+from api.auth import optional_principal, require_principal, require_role
 from api.config import MiB
 from api.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from api.keys import catalog_key, config_key, events_key, settings_key, store_key
 from api.storage import ObjectInfo
-from api.validation import VideoMetadata, parse_create_body, parse_form_fields
+from api.validation import VideoMetadata, parse_create_body, parse_edit_body, parse_form_fields
 
 log = logging.getLogger(__name__)
 
-# No authentication exists yet: every video belongs to this owner until it does.
+# The owner of the videos uploaded before accounts existed: only an admin may change them.
 ANONYMOUS_OWNER = "anonymous"
 VIDEO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # The form upload streams to S3 in parts of this size (the most it holds in memory per upload).
@@ -120,11 +129,11 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 # --- creating and completing uploads --------------------------------------------------------------
 
 
-async def _create_row(app: web.Application, video_id: str, meta: VideoMetadata) -> None:
+async def _create_row(app: web.Application, video_id: str, owner_id: str, meta: VideoMetadata) -> None:
     settings, catalog = app[settings_key], app[catalog_key]
     created = await catalog.create_video(
         video_id,
-        ANONYMOUS_OWNER,
+        owner_id,
         meta.catalog_fields(),
         settings.storage.uploads_bucket,
         source_key(video_id),
@@ -178,9 +187,10 @@ async def _upload_plan(request: web.Request, video_id: str, meta: VideoMetadata)
 async def create_video(request: web.Request) -> web.Response:
     """``POST /api/v1/videos``: a new video in ``uploading`` and where to upload its original."""
     app = request.app
+    principal = require_role(request, "creator")
     meta = parse_create_body(await _json_object(request), app[config_key].max_upload_bytes)
     video_id = str(uuid.uuid4())
-    await _create_row(app, video_id, meta)
+    await _create_row(app, video_id, principal.account_id, meta)
     try:
         upload = await _upload_plan(request, video_id, meta)
     except Exception as exc:
@@ -270,12 +280,11 @@ async def finish_upload(
 async def complete_upload(request: web.Request) -> web.Response:
     """``POST /api/v1/videos/{id}/complete``: check the uploaded object and start processing."""
     app = request.app
-    config, catalog, store = app[config_key], app[catalog_key], app[store_key]
+    config, store = app[config_key], app[store_key]
+    principal = require_role(request, "creator")
     video_id = video_id_of(request)
     body = await _json_object(request)
-    video = await catalog.get_video(video_id)
-    if video is None or video.status == "deleted":
-        raise NotFound("video not found")
+    video = await owned_video(request, video_id, principal)
     if video.status != "uploading":
         raise Conflict(f"video is {video.status}, not uploading", {"status": video.status})
     bucket, key = video.source_bucket, video.source_key
@@ -362,6 +371,7 @@ async def upload_video_form(request: web.Request) -> web.Response:
     """``POST /api/v1/videos/upload``: metadata fields, then the ``file`` part, streamed to S3."""
     app = request.app
     config, settings, store = app[config_key], app[settings_key], app[store_key]
+    principal = require_role(request, "creator")  # before a byte of the body is read
     limit = min(config.max_form_upload_bytes, config.max_upload_bytes)
     # Refused before a byte of the body is read.
     if request.content_length is not None and request.content_length > config.max_form_upload_bytes:
@@ -409,7 +419,7 @@ async def upload_video_form(request: web.Request) -> web.Response:
     meta = dataclasses.replace(meta, filename=filename, content_type=content_type)
 
     video_id = str(uuid.uuid4())
-    await _create_row(app, video_id, meta)
+    await _create_row(app, video_id, principal.account_id, meta)
     bucket, key = settings.storage.uploads_bucket, source_key(video_id)
     pull, received = _file_puller(file_part, limit)
     try:
@@ -452,11 +462,18 @@ async def upload_video_form(request: web.Request) -> web.Response:
 # --- reads ----------------------------------------------------------------------------------------
 
 
-def playback_urls(request: web.Request, video_id: str, status: str) -> dict[str, str | None] | None:
-    """Where to play the video: HLS and DASH once playable; progressive, poster, storyboard once ready."""
+def playback_urls(
+    request: web.Request, video_id: str, status: str, token: str | None = None
+) -> dict[str, str | None] | None:
+    """Where to play the video: HLS and DASH once playable; progressive, poster, storyboard once ready.
+
+    With a playback token (private videos) every URL carries it as a path prefix (see api/access.py).
+    """
     if status not in ("playable", "ready"):
         return None
     base = f"{base_url(request)}/api/v1/videos/{video_id}"
+    if token is not None:
+        base = f"{base}/p/{token}"
     ready = status == "ready"
     return {
         "hls": f"{base}/playlist.m3u8",
@@ -469,15 +486,23 @@ def playback_urls(request: web.Request, video_id: str, status: str) -> dict[str,
 
 async def _visible_video(request: web.Request) -> tuple[str, Any]:
     video_id = video_id_of(request)
-    video = await request.app[catalog_key].get_video(video_id)
-    if video is None or video.status == "deleted":
-        raise NotFound("video not found")
-    return video_id, video
+    return video_id, await viewable_video(request, video_id)
+
+
+def _private_playback(request: web.Request, video: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """For a private video (seen by its owner): a playback token and what to tell the client about it."""
+    if video.privacy != "private" or video.status not in ("playable", "ready"):
+        return None, None
+    principal = optional_principal(request)
+    assert principal is not None  # viewable_video let only the owner (or an admin) through
+    token, expires_at = issue_playback_token(request, video, principal)
+    return token, {"token": token, "expires_at": iso(expires_at)}
 
 
 async def get_video(request: web.Request) -> web.Response:
     """``GET /api/v1/videos/{id}``: metadata, renditions and playback URLs."""
     video_id, video = await _visible_video(request)
+    token, playback = _private_playback(request, video)
     variants = await request.app[catalog_key].variants(video_id)
     renditions = [
         {
@@ -509,7 +534,9 @@ async def get_video(request: web.Request) -> web.Response:
             "playable_at": iso(video.playable_at),
             "ready_at": iso(video.ready_at),
             "renditions": renditions,
-            "urls": playback_urls(request, video_id, video.status),
+            "urls": playback_urls(request, video_id, video.status, token),
+            "owner_id": video.owner_id,
+            "playback_token": playback,
         }
     )
 
@@ -517,6 +544,7 @@ async def get_video(request: web.Request) -> web.Response:
 async def get_video_status(request: web.Request) -> web.Response:
     """``GET /api/v1/videos/{id}/status``: the current status, its reason and the lifecycle, oldest first."""
     video_id, video = await _visible_video(request)
+    token, _ = _private_playback(request, video)
     lifecycle = await request.app[catalog_key].lifecycle(video_id)
     history = [
         {"status": row.status, "reason": row.reason, "changed_at": iso(row.changed_at)} for row in reversed(lifecycle)
@@ -528,6 +556,44 @@ async def get_video_status(request: web.Request) -> web.Response:
             "reason": video.status_reason,
             "updated_at": iso(video.updated_at),
             "history": history,
-            "urls": playback_urls(request, video_id, video.status),
+            "urls": playback_urls(request, video_id, video.status, token),
         }
     )
+
+
+# --- changes by the owner -------------------------------------------------------------------------
+
+
+async def edit_video(request: web.Request) -> web.Response:
+    """``PATCH /api/v1/videos/{id}``: title, description, tags, privacy, thumbnail_time; the owner only.
+
+    Anything else (owner_id, status, sizes, ...) is refused with a 400 naming the field: no mass assignment.
+    """
+    principal = require_principal(request)
+    video_id = video_id_of(request)
+    changes = parse_edit_body(await _json_object(request))
+    await owned_video(request, video_id, principal)
+    await request.app[catalog_key].edit_video(video_id, changes)
+    log.info("video %s edited by %s: %s", video_id, principal.account_id, sorted(changes))
+    return await get_video(request)
+
+
+async def delete_video(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/videos/{id}``: the owner or an admin; 204, then a 404 for everyone."""
+    app = request.app
+    principal = require_principal(request)
+    video_id = video_id_of(request)
+    video = await owned_video(request, video_id, principal, deleted_ok=True)
+    catalog, store, storage = app[catalog_key], app[store_key], app[settings_key].storage
+    # A repeated delete keeps the first one's time (Cassandra hands it back naive, in UTC).
+    deleted_at = video.deleted_at.replace(tzinfo=UTC) if video.deleted_at else now_ms()
+    reason = "deleted by its owner" if video.owner_id == principal.account_id else "deleted by an admin"
+    # The tombstone first: from here on every read answers 404, whatever the rest of the clean-up does.
+    await catalog.mark_deleted(video_id, reason, deleted_at)
+    removed = await store.remove_prefix(storage.media_bucket, f"videos/{video_id}/")
+    await store.remove(video.source_bucket or storage.uploads_bucket, video.source_key or source_key(video_id))
+    await catalog.remove_renditions(video_id)
+    # Last, so a failure above leaves the owner a delete to repeat; caches and read models purge on this event.
+    await app[events_key].status_changed(video_id, "DELETED", reason, deleted_at)
+    log.info("video %s deleted by %s (%d media objects removed)", video_id, principal.account_id, removed)
+    return web.Response(status=204)

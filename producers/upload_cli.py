@@ -2,6 +2,13 @@
 
     python -m producers.upload_cli FILE --title T [--api http://127.0.0.1:8080] [--description D]
         [--tags a,b] [--privacy public|unlisted|private] [--thumbnail-time S] [--timeout 900]
+        [--email E (--password-file F | $VIDPLAT_PASSWORD) [--sign-up] | --token T | $VIDPLAT_TOKEN]
+
+Uploading needs a creator account. ``--email`` with a password logs in (``--sign-up`` creates the creator
+account first when the e-mail is new; with ``--password-file`` naming a file that does not exist yet, a random
+password is generated into it, mode 0600 — what ``make demo`` does); ``--token`` (or VIDPLAT_TOKEN) uses an
+access token as it is. Passwords are read from a file or the environment, never from the command line, where
+other users of the machine could see them. VIDPLAT_EMAIL stands in for ``--email``.
 
 It creates the video (``POST /api/v1/videos``), streams the file from disk to the presigned URL it gets back
 (or to each presigned part URL for a multipart upload) with a progress bar on stderr, completes the upload,
@@ -16,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import mimetypes
+import os
+import secrets
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -107,6 +116,42 @@ async def _put(
         return response.headers.get("ETag", "")
 
 
+def _password(options: argparse.Namespace) -> str | None:
+    if options.password_file is None:
+        return os.environ.get("VIDPLAT_PASSWORD") or None
+    path: Path = options.password_file
+    if not path.exists() and options.sign_up:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(secrets.token_urlsafe(24))
+    try:
+        return path.read_text().strip() or None
+    except OSError as exc:
+        raise UploadFailed(f"cannot read the password file: {exc}") from None
+
+
+async def authenticate(session: aiohttp.ClientSession, options: argparse.Namespace) -> dict[str, str]:
+    """The Authorization header for the API calls (never sent to the storage URLs): token, or e-mail login."""
+    if options.token:
+        return {"Authorization": f"Bearer {options.token}"}
+    if not options.email:
+        return {}
+    password = _password(options)
+    if password is None:
+        raise UploadFailed("--email needs a password: --password-file FILE or VIDPLAT_PASSWORD")
+    credentials = {"email": options.email, "password": password}
+    if options.sign_up:
+        async with session.post(f"{options.api}/api/v1/auth/signup", json={**credentials, "role": "creator"}) as r:
+            if r.status == 201:
+                return {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+            if r.status != 409:  # 409: the account exists already, log in
+                raise UploadFailed(f"sign-up refused: {await _api_error(r)}")
+    async with session.post(f"{options.api}/api/v1/auth/login", json=credentials) as response:
+        if response.status != 200:
+            raise UploadFailed(f"login refused: {await _api_error(response)}")
+        return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
 async def upload(session: aiohttp.ClientSession, options: argparse.Namespace, err: TextIO) -> str:
     """Create the video, send the file, complete the upload; returns the video id."""
     path: Path = options.file
@@ -125,9 +170,10 @@ async def upload(session: aiohttp.ClientSession, options: argparse.Namespace, er
         metadata["tags"] = [tag.strip() for tag in options.tags.split(",") if tag.strip()]
     if options.thumbnail_time is not None:
         metadata["thumbnail_time"] = options.thumbnail_time
-    async with session.post(f"{options.api}/api/v1/videos", json=metadata) as response:
+    async with session.post(f"{options.api}/api/v1/videos", json=metadata, headers=options.auth) as response:
         if response.status != 201:
-            raise UploadFailed(f"create refused: {await _api_error(response)}")
+            hint = " (sign in: --email with --password-file, or --token)" if response.status == 401 else ""
+            raise UploadFailed(f"create refused: {await _api_error(response)}{hint}")
         created = await response.json()
     video_id: str = created["video_id"]
     plan = created["upload"]
@@ -142,7 +188,7 @@ async def upload(session: aiohttp.ClientSession, options: argparse.Namespace, er
         await _put(session, plan["url"], path, 0, size, progress, dict(plan.get("headers") or {}))
     progress.finish()
     complete_url = plan.get("complete_url") or f"{options.api}/api/v1/videos/{video_id}/complete"
-    async with session.post(complete_url) as response:
+    async with session.post(complete_url, headers=options.auth) as response:
         if response.status != 202:
             raise UploadFailed(f"complete refused: {await _api_error(response)}")
     return video_id
@@ -156,7 +202,7 @@ async def follow(
     last: str | None = None
     while True:
         try:
-            async with session.get(f"{options.api}/api/v1/videos/{video_id}/status") as response:
+            async with session.get(f"{options.api}/api/v1/videos/{video_id}/status", headers=options.auth) as response:
                 if response.status == 200:
                     status = await response.json()
                 else:
@@ -182,7 +228,7 @@ async def follow(
 
 
 async def _print_urls(session: aiohttp.ClientSession, options: argparse.Namespace, video_id: str, out: TextIO) -> None:
-    async with session.get(f"{options.api}/api/v1/videos/{video_id}") as response:
+    async with session.get(f"{options.api}/api/v1/videos/{video_id}", headers=options.auth) as response:
         urls = (await response.json()).get("urls") or {}
     for label, name in (("HLS", "hls"), ("DASH", "dash"), ("progressive", "progressive")):
         if urls.get(name):
@@ -195,6 +241,7 @@ async def run(options: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         try:
+            options.auth = await authenticate(session, options)
             video_id = await upload(session, options, err)
         except (UploadFailed, aiohttp.ClientError, OSError) as exc:
             err.write(f"\nupload failed: {exc}\n")
@@ -215,6 +262,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--thumbnail-time", type=float, help="poster frame offset in seconds")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for ready (default 900)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--email", default=os.environ.get("VIDPLAT_EMAIL"), help="creator account to log in as")
+    parser.add_argument("--password-file", type=Path, help="file holding the password (else $VIDPLAT_PASSWORD)")
+    parser.add_argument("--sign-up", action="store_true", help="create the creator account if it does not exist")
+    parser.add_argument("--token", default=os.environ.get("VIDPLAT_TOKEN"), help="an access token instead of a login")
     options = parser.parse_args(argv)
     if not options.file.is_file():
         parser.error(f"{options.file} is not a file")

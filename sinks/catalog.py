@@ -303,6 +303,29 @@ class Catalog:
             for r in rows
         ]
 
+    # --- deletion (API) ---------------------------------------------------------------------------
+
+    async def mark_deleted(self, video_id: str, reason: str, deleted_at: datetime) -> None:
+        """The tombstone: ``deleted_at`` (never written by the pipeline, so no late event undoes it) and status."""
+        statement = getattr(self, "_mark_deleted", None)
+        if statement is None:
+            statement = self._mark_deleted = self.session.prepare("UPDATE videos SET deleted_at = ? WHERE video_id = ?")
+        await run(self.session, statement, (deleted_at, video_id))
+        await self.set_status(video_id, "deleted", reason, deleted_at)
+
+    async def remove_renditions(self, video_id: str) -> None:
+        """Drop the rows of a deleted video's renditions and segments (its objects are gone from storage)."""
+        statements = getattr(self, "_remove_renditions", None)
+        if statements is None:
+            statements = self._remove_renditions = (
+                self.session.prepare("DELETE FROM segments WHERE video_id = ? AND rendition = ?"),
+                self.session.prepare("DELETE FROM video_variants WHERE video_id = ?"),
+            )
+        delete_segments, delete_variants = statements
+        for variant in await self.variants(video_id):
+            await run(self.session, delete_segments, (video_id, variant.rendition))
+        await run(self.session, delete_variants, (video_id,))
+
     # --- conditional transitions (API) -------------------------------------------------------------
 
     async def transition_status(

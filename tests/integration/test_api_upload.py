@@ -31,6 +31,7 @@ from common.kafka import admin_client
 from common.settings import KafkaSettings, Settings
 from common.storage import storage_client
 from producers import upload_cli
+from tests.auth_tools import authorize, sign_up
 from tests.kafka_tools import end_offsets, events_for
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,7 @@ def api_settings(live_servers: Settings) -> Iterator[Settings]:
 async def make_client(aiohttp_client: Any, api_settings: Settings) -> ClientFactory:
     async def make(config: ApiConfig | None = None) -> TestClient[Any, Any]:
         client: TestClient[Any, Any] = await aiohttp_client(await init_app(api_settings, config))
+        await authorize(client, role="creator")  # uploads are for creators: every request carries its token
         return client
 
     return make
@@ -272,6 +274,7 @@ async def test_complete_when_kafka_does_not_acknowledge_is_a_503_and_can_be_retr
     # An API whose Kafka is unreachable: nothing is acknowledged within its delivery timeout.
     no_kafka = dataclasses.replace(api_settings, kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
     broken: TestClient[Any, Any] = await aiohttp_client(await init_app(no_kafka, ApiConfig(kafka_delivery_timeout_s=1)))
+    await authorize(broken, role="creator")
     created = await create(broken, title="retry me", size_bytes=100)
     video_id = created["video_id"]
     await put_bytes(created["upload"]["url"], b"y" * 100)
@@ -283,6 +286,7 @@ async def test_complete_when_kafka_does_not_acknowledge_is_a_503_and_can_be_retr
     assert status["status"] == "uploading" and "complete the upload again" in status["reason"]
 
     client = await make_client()
+    client.session.headers.update(broken.session.headers)  # the same creator retries, on a working API
     async with client.post(f"/api/v1/videos/{video_id}/complete") as response:
         assert response.status == 202, await response.text()
 
@@ -399,6 +403,7 @@ async def test_form_upload_aborted_by_the_client_leaves_nothing_behind(
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     writer.write(
         f"POST /api/v1/videos/upload HTTP/1.1\r\nHost: test\r\nContent-Length: {len(head) + 30 * MiB}\r\n"
+        f"Authorization: {client.session.headers['Authorization']}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
         + head
     )
@@ -466,8 +471,11 @@ async def test_upload_cli_uploads_and_follows_the_video_until_ready(
     file = tmp_path / "clip.mp4"
     body = os.urandom(700_000)
     file.write_bytes(body)
+    # A creator account of its own, signed up by the CLI with a password it generates into the file.
+    account = ["--email", f"cli-{uuid.uuid4().hex[:8]}@example.test", "--password-file", str(tmp_path / "pw")]
     options = upload_cli.parse_args(
         [str(file), "--title", "cli", "--tags", "a,b", "--api", str(client.make_url("")), "--timeout", "30"]
+        + [*account, "--sign-up"]
     )
     options.poll_interval = 0.2
     out, err = CliOutput(), io.StringIO()
@@ -490,12 +498,36 @@ async def test_upload_cli_uploads_and_follows_the_video_until_ready(
         stored_bytes, api_settings, api_settings.storage.uploads_bucket, f"sources/{video_id}"
     )
     assert stored == body
+    # The same account logs in the next time (no --sign-up needed); a wrong password is refused.
+    again = upload_cli.parse_args([str(file), "--title", "cli", "--api", str(client.make_url("")), *account])
+    async with aiohttp.ClientSession() as session:
+        assert "Authorization" in await upload_cli.authenticate(session, again)
+    (tmp_path / "pw").write_text("not the password")
+    err = io.StringIO()
+    assert await upload_cli.run(again, io.StringIO(), err) == upload_cli.EXIT_FAILED
+    assert "login refused: HTTP 401" in err.getvalue()
+
+
+async def test_upload_cli_without_credentials_is_told_to_sign_in(client: TestClient[Any, Any], tmp_path: Path) -> None:
+    file = tmp_path / "clip.mp4"
+    file.write_bytes(os.urandom(1000))
+    options = upload_cli.parse_args([str(file), "--title", "cli", "--api", str(client.make_url(""))])
+    options.token = None
+    err = io.StringIO()
+    assert await upload_cli.run(options, io.StringIO(), err) == upload_cli.EXIT_FAILED
+    assert "create refused: HTTP 401" in err.getvalue() and "--email" in err.getvalue()
+    viewer, _ = await sign_up(client, role="viewer")
+    options.token = viewer["Authorization"].removeprefix("Bearer ")
+    err = io.StringIO()
+    assert await upload_cli.run(options, io.StringIO(), err) == upload_cli.EXIT_FAILED
+    assert "create refused: HTTP 403" in err.getvalue()
 
 
 async def test_upload_cli_exit_codes_for_timeout_and_failure(client: TestClient[Any, Any], tmp_path: Path) -> None:
     file = tmp_path / "clip.mp4"
     file.write_bytes(os.urandom(10_000))
-    args = [str(file), "--title", "cli", "--api", str(client.make_url(""))]
+    token = client.session.headers["Authorization"].removeprefix("Bearer ")
+    args = [str(file), "--title", "cli", "--api", str(client.make_url("")), "--token", token]
     options = upload_cli.parse_args([*args, "--timeout", "1"])
     options.poll_interval = 0.2
     assert await upload_cli.run(options, io.StringIO(), io.StringIO()) == upload_cli.EXIT_TIMEOUT
@@ -509,7 +541,7 @@ async def test_upload_cli_exit_codes_for_timeout_and_failure(client: TestClient[
     assert await asyncio.wait_for(cli, 30) == upload_cli.EXIT_FAILED
     assert "failed: no video stream" in out.getvalue()
 
-    refused = upload_cli.parse_args([str(file), "--title", " ", "--api", str(client.make_url(""))])
+    refused = upload_cli.parse_args([*args[:1], "--title", " ", *args[3:]])
     err = io.StringIO()
     assert await upload_cli.run(refused, io.StringIO(), err) == upload_cli.EXIT_FAILED
     assert "create refused: HTTP 400" in err.getvalue()
