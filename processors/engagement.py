@@ -19,12 +19,15 @@ at-least-once delivery and replays after a crash leave the same rows. A message 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import faust
+from cassandra import DriverException
+from cassandra.cluster import NoHostAvailable
 from faust.types import EventT
 from prometheus_client import Counter
 
@@ -42,11 +45,33 @@ log = logging.getLogger(__name__)
 RATING_BATCH_MAX = 500
 RATING_BATCH_WITHIN_S = 0.25
 
+# Cassandra failures are waited out, never dead-lettered: the partition pauses and nothing is lost.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+
 ENGAGEMENT_EVENTS = Counter("engagement_events_total", "Engagement events applied to Cassandra", ["record"])
 
 comments_topic = app.topic(topic_name("engagement.comments"), key_serializer="raw", value_serializer="raw")
 ratings_topic = app.topic(topic_name("engagement.ratings"), key_serializer="raw", value_serializer="raw")
 views_topic = app.topic(topic_name("engagement.views"), key_serializer="raw", value_serializer="raw")
+
+
+CASSANDRA_RETRIES = Counter("engagement_cassandra_retries_total", "Engagement writes retried after a Cassandra failure")
+
+
+async def until_applied(step: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``step`` until it succeeds. Every step is idempotent, so running it again after a failure (a timeout
+    may have applied part of it) is safe; giving up would let Faust ack an event that was never applied."""
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            await step()
+            return
+        except (DriverException, NoHostAvailable) as exc:  # timeouts, unavailable replicas, no host at all
+            CASSANDRA_RETRIES.inc()
+            log.warning("%s failed (%r); retrying in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 @functools.cache
@@ -92,10 +117,8 @@ async def decoded_records(
 @app.agent(comments_topic)
 async def record_comments(stream: faust.StreamT) -> None:
     async for _event, record, value in decoded_records(stream, ("CommentPosted", "CommentRemoved"), "record_comments"):
-        if record == "CommentPosted":
-            await store().post_comment(value)
-        else:
-            await store().remove_comment(value)
+        apply = store().post_comment if record == "CommentPosted" else store().remove_comment
+        await until_applied(functools.partial(apply, value), f"{record} {value['comment_id']}")
         ENGAGEMENT_EVENTS.labels(record).inc()
 
 
@@ -109,17 +132,23 @@ async def record_ratings(stream: faust.StreamT) -> None:
         touched: set[tuple[str, int]] = set()
         for event in events:
             found = await decode_record(event, ("RatingSet",), "record_ratings")
-            if found is not None:
-                touched.add(await store().write_rating(found[1]))
-                ENGAGEMENT_EVENTS.labels(found[0]).inc()
+            if found is None:
+                continue
+            value = found[1]
+            await until_applied(functools.partial(write_rating, value, touched), f"rating of {value['video_id']}")
+            ENGAGEMENT_EVENTS.labels(found[0]).inc()
         for video_id, bucket in sorted(touched):
-            await store().recount_ratings(video_id, bucket)
+            await until_applied(functools.partial(store().recount_ratings, video_id, bucket), f"totals of {video_id}")
+
+
+async def write_rating(value: dict[str, Any], touched: set[tuple[str, int]]) -> None:
+    touched.add(await store().write_rating(value))
 
 
 @app.agent(views_topic)
 async def record_views(stream: faust.StreamT) -> None:
     async for _event, record, value in decoded_records(stream, ("ViewRecorded",), "record_views"):
-        await record_view(value)
+        await until_applied(functools.partial(record_view, value), f"view of {value['video_id']}")
         ENGAGEMENT_EVENTS.labels(record).inc()
 
 

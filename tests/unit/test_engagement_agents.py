@@ -11,6 +11,8 @@ from typing import Any
 
 import fastavro
 import pytest
+from cassandra import OperationTimedOut
+from cassandra.cluster import NoHostAvailable
 
 from common.avro import AvroCodec, schema_version
 from processors import engagement
@@ -120,3 +122,24 @@ def test_ratings_are_keyed_per_viewer_and_placed_by_video() -> None:
     assert placed == set(range(6))  # spread over every partition
     # librdkafka's consistent partitioner: CRC-32 of the key, modulo the partition count.
     assert all(video_partition(v, 6) == zlib.crc32(v.encode()) % 6 for v in videos)
+
+
+async def test_a_cassandra_failure_is_retried_not_skipped(
+    fakes: tuple[FakeStore, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, parked = fakes
+    monkeypatch.setattr(engagement, "RETRY_FIRST_S", 0.01)
+    failures = [OperationTimedOut("first try"), NoHostAvailable("second try", {})]
+    post = fake.post_comment
+
+    async def flaky(value: dict[str, Any]) -> None:
+        if failures:
+            raise failures.pop(0)
+        await post(value)
+
+    monkeypatch.setattr(fake, "post_comment", flaky)
+    async with engagement.record_comments.test_context() as agent:
+        await agent.put(CODEC.encode("CommentPosted", POSTED))
+        await agent.put(CODEC.encode("CommentRemoved", REMOVED))
+    assert fake.calls == [("post", "c1"), ("remove", "c1")]  # in order, the post applied once it could be
+    assert parked == []
