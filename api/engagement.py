@@ -42,6 +42,7 @@ from typing import Any, Final
 from aiohttp import web
 from cassandra import DriverException
 
+from api.access import can_view, is_gone, viewable_video
 from api.auth import Principal, optional_principal, require_principal
 from api.errors import Forbidden, InvalidRequest, NotFound
 from api.keys import catalog_key, engagement_store_key, events_key, qoe_store_key, settings_key
@@ -69,19 +70,11 @@ def events(request: web.Request) -> EngagementEvents:
     return EngagementEvents(request.app[events_key], request.app[settings_key])
 
 
-async def readable_video(request: web.Request, principal: Principal | None) -> tuple[str, Any]:
-    """The video of the path if the caller may see it; 404 otherwise (a private video's existence included)."""
+async def readable_video(request: web.Request) -> tuple[str, Any]:
+    """The video of the path if the caller may see it (api/access.py's rules); 404 otherwise, a private
+    video's existence included."""
     video_id = video_id_of(request)
-    video = await request.app[catalog_key].get_video(video_id)
-    if video is None or video.status == "deleted" or not may_see(video, principal):
-        raise NotFound("video not found")
-    return video_id, video
-
-
-def may_see(video: Any, principal: Principal | None) -> bool:
-    if video.privacy != "private":
-        return True  # public, or unlisted (whoever has the link)
-    return principal is not None and (principal.is_admin or principal.account_id == video.owner_id)
+    return video_id, await viewable_video(request, video_id)
 
 
 async def json_body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -176,7 +169,7 @@ async def existing_comment(request: web.Request, video_id: str) -> Comment:
 async def post_comment(request: web.Request) -> web.Response:
     """`POST /api/v1/videos/{video_id}/comments`."""
     principal = require_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     text = comment_text(await json_body(request, {"body"}))
     comment_id = new_comment_id(request, principal, video_id)
     await events(request).comment_posted(comment_id, video_id, principal.account_id, principal.profile_id, text)
@@ -186,7 +179,7 @@ async def post_comment(request: web.Request) -> web.Response:
 async def post_reply(request: web.Request) -> web.Response:
     """`POST /api/v1/videos/{video_id}/comments/{comment_id}/replies`: a reply to a reply joins its thread."""
     principal = require_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     parent = await existing_comment(request, video_id)
     text = comment_text(await json_body(request, {"body"}))
     thread = parent.parent_id or parent.comment_id
@@ -200,7 +193,7 @@ async def post_reply(request: web.Request) -> web.Response:
 async def list_comments(request: web.Request) -> web.Response:
     """`GET /api/v1/videos/{video_id}/comments?sort=newest|top&limit=&cursor=`: top-level comments."""
     principal = optional_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     sort = request.query.get("sort", "newest")
     if sort not in SORTS:
         raise InvalidRequest("invalid query", {"sort": "newest or top"})
@@ -226,7 +219,7 @@ async def list_comments(request: web.Request) -> web.Response:
 async def list_replies(request: web.Request) -> web.Response:
     """`GET /api/v1/videos/{video_id}/comments/{comment_id}/replies`: oldest first."""
     principal = optional_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     parent = await existing_comment(request, video_id)
     if parent.parent_id is not None:
         raise NotFound("comment not found", "replies have no replies of their own: see the thread's first comment")
@@ -255,7 +248,7 @@ async def delete_comment(request: web.Request) -> web.Response:
     The author is checked by account, not profile: whoever holds the account's token can act as any of its
     profiles anyway."""
     principal = require_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     comment = await existing_comment(request, video_id)
     if comment.account_id != principal.account_id and not principal.is_admin:
         raise Forbidden("only its author or an admin removes a comment")
@@ -269,7 +262,7 @@ async def delete_comment(request: web.Request) -> web.Response:
 async def put_rating(request: web.Request) -> web.Response:
     """`PUT /api/v1/videos/{video_id}/rating` ``{value: like|dislike}``: sets or changes the profile's rating."""
     principal = require_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     body = await json_body(request, {"value"})
     value = body.get("value")
     if not isinstance(value, str) or value not in RATINGS:
@@ -281,7 +274,7 @@ async def put_rating(request: web.Request) -> web.Response:
 async def delete_rating(request: web.Request) -> web.Response:
     """`DELETE /api/v1/videos/{video_id}/rating`: the profile's rating is cleared."""
     principal = require_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     await events(request).rating_set(video_id, principal.account_id, principal.profile_id, "NONE")
     return web.json_response({"video_id": video_id, "value": None}, status=202)
 
@@ -289,7 +282,7 @@ async def delete_rating(request: web.Request) -> web.Response:
 async def engagement_totals(request: web.Request) -> web.Response:
     """`GET /api/v1/videos/{video_id}/engagement`: likes, dislikes, live comments (replies included)."""
     principal = optional_principal(request)
-    video_id, _video = await readable_video(request, principal)
+    video_id, _video = await readable_video(request)
     store = request.app[engagement_store_key]
     totals = await store.totals(video_id)
     body: dict[str, Any] = {
@@ -325,7 +318,7 @@ def seconds(body: dict[str, Any], name: str, problems: dict[str, str], *, requir
 async def put_progress(request: web.Request) -> web.Response:
     """`PUT /api/v1/me/progress/{video_id}` ``{position_s, session_id, watched_s?}``: a ViewRecorded event."""
     principal = require_principal(request)
-    video_id, video = await readable_video(request, principal)
+    video_id, video = await readable_video(request)
     body = await json_body(request, {"position_s", "session_id", "watched_s"})
     problems: dict[str, str] = {}
     position = seconds(body, "position_s", problems, required=True)
@@ -352,7 +345,7 @@ async def put_progress(request: web.Request) -> web.Response:
 async def get_progress(request: web.Request) -> web.Response:
     """`GET /api/v1/me/progress/{video_id}`: where to resume (0 when never watched)."""
     principal = require_principal(request)
-    video_id, video = await readable_video(request, principal)
+    video_id, video = await readable_video(request)
     rows = await request.app[qoe_store_key].progress(principal.viewer_id)
     row = next((r for r in rows if r.video_id == video_id), None)
     position = float(row.position_s or 0.0) if row else 0.0
@@ -387,7 +380,7 @@ def history_cursor(row: Any) -> str:
 async def entry_json(request: web.Request, principal: Principal, row: Any) -> dict[str, Any] | None:
     """A history entry with the video's title and duration; None for a video that is gone or hidden."""
     video = await request.app[catalog_key].get_video(row.video_id)
-    if video is None or video.status == "deleted" or not may_see(video, principal):
+    if video is None or is_gone(video) or not can_view(video, principal):
         return None
     position = float(row.position_s or 0.0)
     return {
