@@ -31,8 +31,10 @@ services-down: ## stop the API and the workers
 
 demo: services ## set everything up, upload a sample video and follow it to ready; prints playback URLs
 	@$(PY) -m infra.stack status
+	@# The demo creator: signed up on first use, its generated password kept in the state directory.
 	@$(PY) -m producers.upload_cli "$$($(PY) -m infra.sample)" --title "Big Buck Bunny" \
-		--description "Sample: natural content, CC-BY Blender Foundation" --tags sample,animation --thumbnail-time 2
+		--description "Sample: natural content, CC-BY Blender Foundation" --tags sample,animation --thumbnail-time 2 \
+		--email demo-creator@vidplat.local --password-file "$${VIDPLAT_STATE_DIR:-.state}/demo-creator.password" --sign-up
 
 test: up ## run every test: unit, integration and end-to-end against the real servers
 	@$(PY) -m pytest

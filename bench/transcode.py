@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,14 @@ def pipeline_seconds(source: Path, api: str, timeout_s: float = 1800) -> tuple[f
     """Upload as the CLI does (presigned PUT or multipart), then time complete → playable and → ready."""
 
     async def send() -> str:
+        # Uploads need a creator: a throwaway one per run, its generated password next to the source.
         options = argparse.Namespace(
             file=source, title="bench 1080p60", api=api, privacy="public", description=None, tags=None,
-            thumbnail_time=None,
+            thumbnail_time=None, token=None, email=f"bench-{uuid.uuid4().hex[:8]}@vidplat.local",
+            password_file=source.parent / "creator.password", sign_up=True,
         )  # fmt: skip
         async with aiohttp.ClientSession() as session:
+            options.auth = await upload_cli.authenticate(session, options)
             return await upload_cli.upload(session, options, sys.stderr)
 
     video_id = asyncio.run(send())

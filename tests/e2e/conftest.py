@@ -34,6 +34,8 @@ class Platform:
     settings: Settings
     services: list[Service]
     home: Path
+    # The Authorization header of the creator account every upload of the run is made by.
+    auth: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def api(self) -> str:
@@ -58,13 +60,20 @@ def platform(live_servers: Settings, tmp_path_factory: pytest.TempPathFactory) -
         # A killed worker's partitions move on after this long.
         service.env["FAUST_SESSION_TIMEOUT_S"] = "10"
     up(services)
-    yield Platform(settings, services, home)
+    platform = Platform(settings, services, home)
+    account = {"email": f"e2e-{uuid.uuid4().hex[:8]}@example.test", "password": uuid.uuid4().hex, "role": "creator"}
+    tokens = call("POST", f"{platform.api}/api/v1/auth/signup", account)
+    platform.auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    yield platform
     down(services)
 
 
-def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def call(
+    method: str, url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=60) as reply:
         return dict(json.loads(reply.read() or b"{}"))
 
@@ -72,12 +81,13 @@ def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str,
 def upload(platform: Platform, path: Path, title: str, **metadata: Any) -> str:
     """Create, PUT to the presigned URL, complete: what a creator's client does. Returns the video id."""
     size = path.stat().st_size
-    created = call("POST", f"{platform.api}/api/v1/videos", {"title": title, "size_bytes": max(size, 1), **metadata})
+    body = {"title": title, "size_bytes": max(size, 1), **metadata}
+    created = call("POST", f"{platform.api}/api/v1/videos", body, platform.auth)
     with path.open("rb") as body:
         put = urllib.request.Request(created["upload"]["url"], data=body.read(), method="PUT")
         urllib.request.urlopen(put, timeout=120).close()
     try:
-        call("POST", f"{platform.api}/api/v1/videos/{created['video_id']}/complete")
+        call("POST", f"{platform.api}/api/v1/videos/{created['video_id']}/complete", headers=platform.auth)
     except urllib.error.HTTPError as refused:
         refused.close()
         raise
@@ -88,7 +98,7 @@ def wait_for(platform: Platform, video_id: str, statuses: set[str], timeout_s: f
     deadline = time.monotonic() + timeout_s
     video: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        video = call("GET", f"{platform.api}/api/v1/videos/{video_id}")
+        video = call("GET", f"{platform.api}/api/v1/videos/{video_id}", headers=platform.auth)
         if video["status"] in statuses:
             return video
         time.sleep(0.3)
@@ -129,7 +139,7 @@ def upload_form(platform: Platform, path: Path, title: str) -> str:
         f"{platform.api}/api/v1/videos/upload",
         data=body,
         method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **platform.auth},
     )
     try:
         with urllib.request.urlopen(request, timeout=120) as reply:
