@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import hashlib
+import hmac
 import math
 import re
 import uuid
@@ -40,13 +43,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiohttp import web
-from cassandra import DriverException
 
 from api.access import can_view, is_gone, viewable_video
 from api.auth import Principal, optional_principal, require_principal
 from api.errors import Forbidden, InvalidRequest, NotFound
 from api.keys import catalog_key, engagement_store_key, events_key, qoe_store_key, settings_key
+from api.tokens import load_secret
 from api.videos import iso, now_ms, video_id_of
+from common.settings import AuthSettings
 from producers.engagement_events import EngagementEvents, RatingValue
 from sinks.engagement import Comment, CommentSort
 
@@ -123,21 +127,45 @@ def page_limit(request: web.Request) -> int:
     return int(raw)
 
 
-def encode_cursor(kind: str, state: bytes | None) -> str | None:
-    # The list it belongs to rides along, so a cursor of one list is refused by another.
-    return None if state is None else base64.urlsafe_b64encode(kind.encode() + b":" + state).decode().rstrip("=")
+@functools.cache
+def cursor_key(auth: AuthSettings) -> bytes:
+    """The key that signs list cursors, derived from the platform's one secret like the token keys."""
+    return hmac.new(load_secret(auth), b"vidplat list cursor", hashlib.sha256).digest()
+
+
+def _cursor_mac(request: web.Request, payload: bytes) -> bytes:
+    return hmac.new(cursor_key(request.app[settings_key].auth), payload, hashlib.sha256).digest()[:16]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_cursor(request: web.Request, kind: str, state: bytes | None) -> str | None:
+    """The driver's paging state, bound to its list and signed: Cassandra only ever sees paging states it
+    issued (a forged one is a protocol error that makes the driver drop its connection)."""
+    if state is None:
+        return None
+    payload = kind.encode() + b":" + state
+    return f"{_b64(payload)}.{_b64(_cursor_mac(request, payload))}"
 
 
 def decode_cursor(request: web.Request, kind: str) -> bytes | None:
     raw = request.query.get("cursor")
     if not raw:
         return None
+    encoded, _, mac = raw.partition(".")
     try:
-        data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        payload, signature = _unb64(encoded), _unb64(mac)
     except (binascii.Error, ValueError):
-        data = b""
-    prefix, _, state = data.partition(b":")
-    if prefix != kind.encode() or not state:
+        payload, signature = b"", b""
+    prefix, _, state = payload.partition(b":")
+    valid = hmac.compare_digest(signature, _cursor_mac(request, payload))
+    if not valid or prefix != kind.encode() or not state:
         raise InvalidRequest("invalid query", {"cursor": "not a cursor of this list: use next_cursor as returned"})
     return state
 
@@ -200,18 +228,13 @@ async def list_comments(request: web.Request) -> web.Response:
     limit = page_limit(request)
     state = decode_cursor(request, f"{sort}/{video_id}")
     sort_name: CommentSort = "newest" if sort == "newest" else "top"
-    try:
-        comments, next_state = await request.app[engagement_store_key].comments(video_id, sort_name, limit, state)
-    except DriverException as exc:
-        if state is None:
-            raise
-        raise InvalidRequest("invalid query", {"cursor": "not a cursor of this list"}) from exc
+    comments, next_state = await request.app[engagement_store_key].comments(video_id, sort_name, limit, state)
     return web.json_response(
         {
             "video_id": video_id,
             "sort": sort,
             "comments": [comment_json(c, principal) for c in comments],
-            "next_cursor": encode_cursor(f"{sort}/{video_id}", next_state),
+            "next_cursor": encode_cursor(request, f"{sort}/{video_id}", next_state),
         }
     )
 
@@ -226,18 +249,13 @@ async def list_replies(request: web.Request) -> web.Response:
     limit = page_limit(request)
     kind = f"replies/{parent.comment_id}"
     state = decode_cursor(request, kind)
-    try:
-        replies, next_state = await request.app[engagement_store_key].replies(parent.comment_id, limit, state)
-    except DriverException as exc:
-        if state is None:
-            raise
-        raise InvalidRequest("invalid query", {"cursor": "not a cursor of this list"}) from exc
+    replies, next_state = await request.app[engagement_store_key].replies(parent.comment_id, limit, state)
     return web.json_response(
         {
             "video_id": video_id,
             "comment_id": parent.comment_id,
             "replies": [comment_json(r, principal) for r in replies],
-            "next_cursor": encode_cursor(kind, next_state),
+            "next_cursor": encode_cursor(request, kind, next_state),
         }
     )
 

@@ -5,6 +5,7 @@ applies is what the reads return."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import functools
 import time
@@ -219,6 +220,15 @@ async def test_comment_requests_are_checked(client: Client) -> None:
     assert cursor
     await call(client, "GET", other, 400, params={"sort": "top", "cursor": cursor})
     await call(client, "GET", base, 400, params={"cursor": cursor})
+    # A forged cursor of the right list is refused before Cassandra sees it (its signature does not match).
+    video_id = other.split("/")[4]
+    signature = cursor.partition(".")[2]
+    for state in (b"\x01\x02garbage", bytes(64), b"\xff" * 7):
+        forged = base64.urlsafe_b64encode(f"newest/{video_id}:".encode() + state).decode()
+        await call(client, "GET", other, 400, params={"cursor": forged})
+        await call(client, "GET", other, 400, params={"cursor": f"{forged}.{signature}"})
+    # The genuine cursor still works after all that: the API's Cassandra connections are intact.
+    assert len((await call(client, "GET", other, 200, params={"limit": "1", "cursor": cursor}))["comments"]) == 1
 
 
 async def test_writes_are_503_when_kafka_does_not_acknowledge(aiohttp_client: Any, rig: Settings) -> None:
