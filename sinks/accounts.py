@@ -1,6 +1,12 @@
 """Accounts, profiles and refresh-token sessions in Cassandra (tables of migration 0006).
 
-The API (api/auth.py) is the only writer. Uniqueness of an e-mail and single use of a refresh token are
+The API (api/auth.py) is the only writer, but for roles an operator grants:
+
+    python -m sinks.accounts grant EMAIL admin     # or creator; "revoke EMAIL ROLE" takes one away
+
+The account's next access token (a login or a refresh) carries the change.
+
+Uniqueness of an e-mail and single use of a refresh token are
 lightweight transactions (``IF NOT EXISTS`` / ``IF used_at = null``): two concurrent sign-ups with one e-mail, or
 two concurrent refreshes with one token, cannot both win. Secrets never reach this module in the clear:
 passwords arrive as argon2id hashes and refresh tokens as SHA-256 digests.
@@ -8,12 +14,16 @@ passwords arrive as argon2id hashes and refresh tokens as SHA-256 digests.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
+from common.cassandra import cassandra_session
 from sinks.catalog import run
 
 ROLES = ("viewer", "creator", "admin")
@@ -223,3 +233,32 @@ class Accounts:
         for row in rows:
             await self.revoke_family(row.family_id)
         return len(rows)
+
+
+async def _change_role(email: str, role: str, grant: bool) -> str:
+    session = await asyncio.to_thread(cassandra_session)
+    try:
+        accounts = await asyncio.to_thread(Accounts, session)
+        account_id = await accounts.account_id_for_email(email.strip().lower())
+        account = await accounts.get_account(account_id) if account_id else None
+        if account is None:
+            raise SystemExit(f"no account with e-mail {email}")
+        roles = set(account.roles) | {role} if grant else set(account.roles) - {role}
+        await accounts.set_roles(account.account_id, roles | {"viewer"})
+        return f"{email}: roles {', '.join(sorted(roles | {'viewer'}))}"
+    finally:
+        await asyncio.to_thread(session.cluster.shutdown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sinks.accounts", description="Grant or revoke account roles.")
+    parser.add_argument("action", choices=("grant", "revoke"))
+    parser.add_argument("email")
+    parser.add_argument("role", choices=("creator", "admin"))
+    args = parser.parse_args(argv)
+    print(asyncio.run(_change_role(args.email, args.role, args.action == "grant")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
