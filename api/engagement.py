@@ -211,6 +211,10 @@ async def post_reply(request: web.Request) -> web.Response:
     parent = await existing_comment(request, video_id)
     text = comment_text(await json_body(request, {"body"}))
     thread = parent.parent_id or parent.comment_id
+    if thread != parent.comment_id:
+        root = await request.app[engagement_store_key].comment(thread)
+        if root is None or root.removed:
+            raise NotFound("comment not found", "the thread was removed")
     comment_id = new_comment_id(request, principal, video_id)
     await events(request).comment_posted(
         comment_id, video_id, principal.account_id, principal.profile_id, text, parent_id=thread

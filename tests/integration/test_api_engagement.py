@@ -160,6 +160,9 @@ async def test_comments_replies_pages_and_removal(client: Client) -> None:
     await eventually(lambda: _total_comments(client, video, 4))
     assert await comment_ids(client, video) == posted[:0:-1]
     await call(client, "GET", f"{base}/{first}/replies", 404)
+    # The removed thread takes no more replies, not even through one of its replies.
+    await call(client, "POST", f"{base}/{first}/replies", 404, bob, json={"body": "late"})
+    await call(client, "POST", f"{base}/{r1}/replies", 404, bob, json={"body": "late"})
     await call(client, "DELETE", f"{base}/{first}", 404, alice)  # already gone
 
 
