@@ -20,6 +20,9 @@ from cassandra.query import PreparedStatement
 EDITABLE_FIELDS = ("title", "description", "tags", "privacy", "thumbnail_time_s")
 PRIVACY_VALUES = ("public", "unlisted", "private")
 STATUSES = ("uploading", "processing", "playable", "ready", "failed", "deleted")
+# How far beyond its own time a deletion's status cell is stamped: about 300 years, more than any clock skew or
+# replay, well within Cassandra's 64-bit microsecond timestamps (see Catalog.mark_deleted).
+DELETED_CELL_OFFSET_US = 10**16
 
 
 async def run(session: Session, statement: PreparedStatement | str, params: Sequence[Any] = ()) -> list[Any]:
@@ -306,12 +309,24 @@ class Catalog:
     # --- deletion (API) ---------------------------------------------------------------------------
 
     async def mark_deleted(self, video_id: str, reason: str, deleted_at: datetime) -> None:
-        """The tombstone: ``deleted_at`` (never written by the pipeline, so no late event undoes it) and status."""
-        statement = getattr(self, "_mark_deleted", None)
-        if statement is None:
-            statement = self._mark_deleted = self.session.prepare("UPDATE videos SET deleted_at = ? WHERE video_id = ?")
-        await run(self.session, statement, (deleted_at, video_id))
+        """The tombstone: ``deleted_at`` (never written by the pipeline) and a status no later event overrides.
+
+        Status cells carry their event's time (``set_status``), so a PLAYABLE or READY still in flight when the
+        video is deleted would win over ``deleted``. Deleted is terminal: its status cell is written with a cell
+        timestamp far beyond any event's (DELETED_CELL_OFFSET_US), so every reader that checks the status alone
+        (lists, search, agents) keeps seeing ``deleted``.
+        """
+        statements = getattr(self, "_mark_deleted", None)
+        if statements is None:
+            statements = self._mark_deleted = (
+                self.session.prepare("UPDATE videos SET deleted_at = ? WHERE video_id = ?"),
+                self.session.prepare("UPDATE videos USING TIMESTAMP ? SET status = 'deleted' WHERE video_id = ?"),
+            )
+        set_deleted_at, pin_status = statements
+        await run(self.session, set_deleted_at, (deleted_at, video_id))
         await self.set_status(video_id, "deleted", reason, deleted_at)
+        micros = int(deleted_at.timestamp() * 1_000_000)
+        await run(self.session, pin_status, (micros + DELETED_CELL_OFFSET_US, video_id))
 
     async def remove_renditions(self, video_id: str) -> None:
         """Drop the rows of a deleted video's renditions and segments (its objects are gone from storage)."""

@@ -351,6 +351,7 @@ async def test_delete_removes_objects_and_rows_announces_it_and_is_404_after(
     assert [(e["status"], e["reason"]) for e in events] == [("DELETED", "deleted by its owner")]
     # A late event of the pipeline (a READY still in flight) does not bring it back.
     await catalog.set_status(video_id, "ready", None, datetime.now(UTC) + timedelta(seconds=1))
+    assert (await catalog.get_video(video_id)).status == "deleted"
     for path in ("", "/status", "/playlist.m3u8", "/360p/seg_00001.m4s", f"/p/{token}/playlist.m3u8"):
         assert await status_of(client, "GET", f"/api/v1/videos/{video_id}{path}", alice) == 404, path
     assert await status_of(client, "PATCH", f"/api/v1/videos/{video_id}", alice, json={"title": "x"}) == 404
