@@ -3,8 +3,13 @@
     GET /api/v1/videos/{video_id}/qoe?from=&to=&granularity=   windows of scope ("video", id) + totals
     GET /api/v1/qoe/overview?from=&to=&granularity=            scope ("global", "all") + one block per device class
     GET /api/v1/videos/{video_id}/viewers/live                 concurrent viewers in the latest 10 s window
+    GET /api/v1/videos/{video_id}/views?from=&to=               the video's per-view rows, newest first
     GET /api/v1/qoe/views/{view_id}                            one view's metrics (view ids contain "/")
     GET /api/v1/viewers/{viewer_id}/progress                   resume positions, most recent first
+
+Who may read: a video's metrics and views, its owner (or an admin); the overview and the per-view rows of
+any video, admins; resume positions, the viewer (profile) itself or an admin. Per-view rows name the
+viewer, so none of this is public.
 
 Ranges: ``from`` / ``to`` are ISO-8601 (``Z`` or an offset; without one, UTC) or epoch milliseconds;
 ``to`` defaults to now and ``from`` to one hour before ``to``. The windows returned are those whose
@@ -29,8 +34,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from api.errors import InvalidRequest, NotFound
-from api.keys import qoe_store_key
+from api.access import owned_video
+from api.auth import require_principal, require_role
+from api.errors import Forbidden, InvalidRequest, NotFound
+from api.keys import catalog_key, qoe_store_key
 from api.videos import iso
 from processors.qoe.views import from_ms
 from processors.qoe.windows import GLOBAL, GRANULARITIES_S, Scope
@@ -195,9 +202,19 @@ def range_json(start: datetime, end: datetime, granularity_s: int) -> dict[str, 
 # --- handlers ---------------------------------------------------------------------------------------------
 
 
+async def analysed_video(request: web.Request) -> str:
+    """The ``{video_id}`` of the path, if the caller may read its metrics: its owner or an admin (admins also
+    for ids with no catalogue row, such as a load test's)."""
+    video_id = request.match_info["video_id"]
+    principal = require_principal(request)
+    if not principal.is_admin:
+        await owned_video(request, video_id, principal)
+    return video_id
+
+
 async def video_qoe(request: web.Request) -> web.Response:
     """`GET /api/v1/videos/{video_id}/qoe`."""
-    video_id = request.match_info["video_id"]
+    video_id = await analysed_video(request)
     start, end, granularity = parse_range(request.query)
     rows = await read_windows(request.app[qoe_store_key], ("video", video_id), granularity, start, end)
     return web.json_response(
@@ -212,6 +229,7 @@ async def video_qoe(request: web.Request) -> web.Response:
 
 async def overview(request: web.Request) -> web.Response:
     """`GET /api/v1/qoe/overview`: the global scope, and the same per device class."""
+    require_role(request, "admin")
     start, end, granularity = parse_range(request.query)
     store = request.app[qoe_store_key]
     scopes: list[Scope] = [GLOBAL, *(("device", name) for name in DEVICE_CLASSES)]
@@ -233,7 +251,7 @@ async def overview(request: web.Request) -> web.Response:
 async def live_viewers(request: web.Request) -> web.Response:
     """`GET /api/v1/videos/{video_id}/viewers/live`: the latest 10 s window that started in the last minute
     and no later than now (so ``window_end <= now + 10 s``; a client clock ahead of ours is not "now")."""
-    video_id = request.match_info["video_id"]
+    video_id = await analysed_video(request)
     now = datetime.now(UTC)
     rows = await request.app[qoe_store_key].windows(
         ("video", video_id), LIVE_GRANULARITY_S, now - LIVE_LOOKBACK, now + timedelta(milliseconds=1)
@@ -254,9 +272,14 @@ async def live_viewers(request: web.Request) -> web.Response:
 async def view(request: web.Request) -> web.Response:
     """`GET /api/v1/qoe/views/{view_id}` (the id is ``<session_id>/<source>/<seq>``)."""
     view_id = request.match_info["view_id"]
+    principal = require_principal(request)
     metrics = await request.app[qoe_store_key].view(view_id)
     if metrics is None:
         raise NotFound("unknown view", {"view_id": view_id})
+    if not principal.is_admin:
+        video = await request.app[catalog_key].get_video(metrics.get("video_id") or "")
+        if video is None or video.owner_id != principal.account_id:
+            raise NotFound("unknown view", {"view_id": view_id})
     times = {
         "started_at": iso(from_ms(metrics["start_ts_ms"])),
         "ended_at": iso(from_ms(metrics["end_ts_ms"])),
@@ -265,8 +288,34 @@ async def view(request: web.Request) -> web.Response:
     return web.json_response({**metrics, **times})
 
 
+VIEWS_LIMIT_MAX = 1000
+
+
+async def video_views(request: web.Request) -> web.Response:
+    """`GET /api/v1/videos/{video_id}/views?from=&to=&session_id=&limit=`: per-view rows, newest first."""
+    video_id = await analysed_video(request)
+    start, end, _granularity = parse_range(request.query)
+    raw_limit = request.query.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= VIEWS_LIMIT_MAX:
+        raise InvalidRequest("invalid query", {"limit": f"must be an integer from 1 to {VIEWS_LIMIT_MAX}"})
+    rows = await request.app[qoe_store_key].views_of_video(video_id, start, end)
+    session_id = request.query.get("session_id")
+    views = [
+        {k: iso(v) if isinstance(v, datetime) else v for k, v in row._asdict().items()}
+        for row in rows
+        if session_id is None or row.session_id == session_id
+    ][: int(raw_limit)]
+    for view_json in views:
+        view_json["day"] = str(view_json["day"])
+        view_json["rendition_ms"] = dict(view_json["rendition_ms"] or {})  # the driver's map type
+    return web.json_response({"video_id": video_id, "from": iso(start), "to": iso(end), "views": views})
+
+
 async def viewer_progress(request: web.Request) -> web.Response:
     """`GET /api/v1/viewers/{viewer_id}/progress`: one entry per video, the most recently watched first."""
+    principal = require_principal(request)
+    if not principal.is_admin and request.match_info["viewer_id"] not in (principal.viewer_id, principal.account_id):
+        raise Forbidden("only the viewer may read its resume positions")
     viewer_id = request.match_info["viewer_id"]
     rows = await request.app[qoe_store_key].progress(viewer_id)
     rows = sorted(rows, key=lambda r: (r.updated_at is not None, r.updated_at or datetime.min), reverse=True)
@@ -279,6 +328,7 @@ def setup_qoe(app: web.Application) -> None:
     router = app.router
     router.add_get("/api/v1/videos/{video_id}/qoe", video_qoe, name="video_qoe")
     router.add_get("/api/v1/videos/{video_id}/viewers/live", live_viewers, name="video_live_viewers")
+    router.add_get("/api/v1/videos/{video_id}/views", video_views, name="video_views")
     router.add_get("/api/v1/qoe/overview", overview, name="qoe_overview")
     router.add_get("/api/v1/qoe/views/{view_id:.+}", view, name="qoe_view")
     router.add_get("/api/v1/viewers/{viewer_id}/progress", viewer_progress, name="viewer_progress")

@@ -66,6 +66,9 @@ class QoeStore:
             "INSERT INTO qoe_views_by_id (view_id, day, video_id, started_at, metrics_json) VALUES (?, ?, ?, ?, ?)"
         )
         self._get_view = prepare("SELECT metrics_json FROM qoe_views_by_id WHERE view_id = ?")
+        self._views_range = prepare(
+            "SELECT * FROM qoe_views WHERE day = ? AND video_id = ? AND started_at >= ? AND started_at < ?"
+        )
         self._window_view = prepare(
             "INSERT INTO qoe_window_views (scope, scope_id, granularity_s, window_start, view_id, metrics_json)"
             " VALUES (?, ?, ?, ?, ?, ?)"
@@ -221,6 +224,12 @@ class QoeStore:
             *(run(self.session, self._windows_range, (*scope, d, granularity_s, start, end)) for d in days)
         )
         return sorted((row for rows in results for row in rows), key=lambda r: r.window_start)
+
+    async def views_of_video(self, video_id: str, start: datetime, end: datetime) -> list[Any]:
+        """The video's per-view rows that started in ``[start, end)``, newest first (one read per day)."""
+        days = [date.fromordinal(d) for d in range(day_of(start).toordinal(), day_of(end).toordinal() + 1)]
+        results = await asyncio.gather(*(run(self.session, self._views_range, (d, video_id, start, end)) for d in days))
+        return sorted((row for rows in results for row in rows), key=lambda r: r.started_at, reverse=True)
 
     async def view(self, view_id: str) -> dict[str, Any] | None:
         rows = await run(self.session, self._get_view, (view_id,))

@@ -23,6 +23,7 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from api.app import init_app
+from api.keys import catalog_key
 from common.cassandra import cassandra_session
 from common.settings import Settings
 from processors.qoe import simulate, views
@@ -30,6 +31,7 @@ from processors.qoe.views import ViewMetrics, from_ms, to_ms
 from processors.qoe.windows import GRANULARITIES_S, activity_scopes, view_contributions
 from sinks.migrate import migrate
 from sinks.qoe import QoeStore, window_start_ms
+from tests.auth_tools import authorize, sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +131,13 @@ async def qoe_data(live_servers: Settings) -> AsyncIterator[QoeData]:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, qoe_data: QoeData) -> TestClient[Any, Any]:
+    made: TestClient[Any, Any] = await aiohttp_client(await init_app(qoe_data.settings))
+    await authorize(made, role="admin")  # analysts' reads name viewers: admins read every video's
+    return made
+
+
+@pytest.fixture
+async def anonymous(aiohttp_client: Any, qoe_data: QoeData) -> TestClient[Any, Any]:
     made: TestClient[Any, Any] = await aiohttp_client(await init_app(qoe_data.settings))
     return made
 
@@ -513,3 +522,58 @@ async def test_resume_positions_latest_by_event_time(
         "viewer_id": f"nobody-{unique}",
         "progress": [],
     }
+
+
+# --- who may read ------------------------------------------------------------------------------------------
+
+
+async def test_a_videos_views_are_listed_newest_first_and_by_session(
+    client: TestClient[Any, Any], qoe_data: QoeData
+) -> None:
+    metrics = [m for m in qoe_data.recent.metrics if m.video_id]
+    video = metrics[0].video_id
+    mine = sorted((m for m in metrics if m.video_id == video), key=lambda m: m.start_ts_ms, reverse=True)
+    span = {"from": iso_z(qoe_data.recent.first_ms - 3_600_000), "to": iso_z(qoe_data.recent.last_ms + 60_000)}
+    body = await get_json(client, f"/api/v1/videos/{video}/views", span)
+    assert [v["view_id"] for v in body["views"]] == [m.view_id for m in mine]
+    first = body["views"][0]
+    assert (first["watch_time_ms"], first["video_startup_time_ms"], first["rebuffer_count"]) == (
+        mine[0].watch_time_ms,
+        mine[0].video_startup_time_ms,
+        mine[0].rebuffer_count,
+    )
+    one = await get_json(client, f"/api/v1/videos/{video}/views", {**span, "session_id": mine[-1].session_id})
+    assert {v["session_id"] for v in one["views"]} == {mine[-1].session_id}
+    await get_json(client, f"/api/v1/videos/{video}/views", {**span, "limit": "0"}, status=400)
+
+
+async def test_analysts_reads_need_the_owner_or_an_admin(
+    anonymous: TestClient[Any, Any], qoe_data: QoeData, unique: str
+) -> None:
+    metric = next(m for m in qoe_data.recent.metrics if m.video_id)
+    for path in (
+        f"/api/v1/videos/{metric.video_id}/qoe",
+        f"/api/v1/videos/{metric.video_id}/views",
+        f"/api/v1/videos/{metric.video_id}/viewers/live",
+        "/api/v1/qoe/overview",
+        f"/api/v1/qoe/views/{metric.view_id}",
+        f"/api/v1/viewers/profile-{unique}/progress",
+    ):
+        await get_json(anonymous, path, status=401)
+    creator, who = await sign_up(anonymous, role="creator")
+    # Someone else's (or no catalogue row's) video: not found; the overview is for admins only.
+    for path in (f"/api/v1/videos/{metric.video_id}/qoe", f"/api/v1/qoe/views/{metric.view_id}"):
+        async with anonymous.get(path, headers=creator) as reply:
+            assert reply.status == 404
+    async with anonymous.get("/api/v1/qoe/overview", headers=creator) as reply:
+        assert reply.status == 403
+    async with anonymous.get(f"/api/v1/viewers/profile-{unique}/progress", headers=creator) as reply:
+        assert reply.status == 403
+    async with anonymous.get(f"/api/v1/viewers/{who.viewer_id}/progress", headers=creator) as reply:
+        assert reply.status == 200
+    # The owner of a video reads its metrics.
+    owned = f"owned-{unique}"
+    catalog = anonymous.app[catalog_key]
+    assert await catalog.create_video(owned, who.account_id, {"title": "mine"}, "uploads", "sources/x", None)
+    async with anonymous.get(f"/api/v1/videos/{owned}/qoe", headers=creator) as reply:
+        assert reply.status == 200 and (await reply.json())["video_id"] == owned
