@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from api.auth import optional_principal
 from api.errors import InvalidRequest, NotFound
 from api.keys import catalog_key, discovery_key
 from api.qoe import parse_instant
@@ -129,14 +130,18 @@ def video_item(request: web.Request, row: Any, **extra: Any) -> dict[str, Any]:
 
 
 def signed_in_account(request: web.Request) -> str | None:
-    """The account of the signed-in caller, if any: the identity behind "my own list" and "for you"."""
-    return None
+    """The account of the signed-in caller, if any (a bad token is a 401): the owner behind "my own list"."""
+    principal = optional_principal(request)
+    return principal.account_id if principal else None
 
 
 def viewer_key(request: web.Request) -> str | None:
-    """The viewer key under which processors/recommend.py keeps recent videos (profile, else account)."""
-    account = signed_in_account(request)
-    return f"user:{account}" if account else None
+    """The key under which processors/recommend.py keeps the caller's recent videos: the profile their token
+    selected, else the account (ViewRecorded's profile_id, else user_id)."""
+    principal = optional_principal(request)
+    if principal is None:
+        return None
+    return f"profile:{principal.profile_id}" if principal.profile_id else f"user:{principal.account_id}"
 
 
 # --- handlers ---------------------------------------------------------------------------------------------
@@ -244,7 +249,7 @@ async def search(request: web.Request) -> web.Response:
     if filters.uploaded_after and filters.uploaded_before and filters.uploaded_after >= filters.uploaded_before:
         problems["uploaded_before"] = "after uploaded_after"
     _raise(problems)
-    hits = await search_videos(request.app[discovery_key], text, filters)
+    hits = await search_videos(request.app[discovery_key], text, filters, wanted=page * limit + 1)
     start = (page - 1) * limit
     return web.json_response(
         {

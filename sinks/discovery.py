@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cassandra import WriteFailure
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
@@ -34,10 +35,15 @@ LIST_COLUMNS = (
 )
 LISTED_STATUSES = frozenset({"ready", "playable"})
 MOST_VIEWED_BUCKET = 0
-# How many candidates one search reads at most: enough to rank a very common word over a large catalogue;
-# exact title matches are read separately, so they are never cut off.
-SEARCH_CANDIDATES = 2000
+# How many candidates each tier of a search reads at most (title matches, then matches anywhere). SAI returns
+# matches in token order and reads each matching row (about 0.1 ms a row here), so a word found in thousands of
+# videos would cost seconds; the title tier keeps the best of them. Exact title matches are read separately and
+# are never cut off.
+SEARCH_CANDIDATES = 120
 MAX_QUERY_TERMS = 8
+INDEXED_QUERY_TERMS = 2
+VECTOR_WRITE_ATTEMPTS = 6
+_vector_writes = asyncio.Semaphore(2)
 
 
 def listed(row: Any, owner_id: str | None = None) -> bool:
@@ -78,9 +84,10 @@ class Discovery:
     def __init__(self, session: Session) -> None:
         self.session = session
         prepare = session.prepare
-        self._index_text = prepare(
-            "UPDATE videos SET search_terms = ?, title_key = ?, embedding = ? WHERE video_id = ?"
+        self._index_terms = prepare(
+            "UPDATE videos SET search_terms = ?, title_terms = ?, title_key = ? WHERE video_id = ?"
         )
+        self._index_vector = prepare("UPDATE videos SET embedding = ? WHERE video_id = ?")
         self._text_of = prepare("SELECT title, description, tags FROM videos WHERE video_id = ?")
         self._all_ids = prepare("SELECT video_id FROM videos")
         self._video = prepare(f"SELECT {LIST_COLUMNS} FROM videos WHERE video_id = ?")
@@ -96,7 +103,7 @@ class Discovery:
             f"SELECT {LIST_COLUMNS}, similarity_cosine(embedding, ?) AS similarity FROM videos"
             " WHERE privacy = 'public' ORDER BY embedding ANN OF ? LIMIT ?"
         )
-        self._searches: dict[tuple[int, tuple[str, ...]], PreparedStatement] = {}
+        self._searches: dict[tuple[str, int, tuple[str, ...]], PreparedStatement] = {}
         self._exact_title = prepare(f"SELECT {LIST_COLUMNS} FROM videos WHERE title_key = ? AND privacy = 'public'")
         # View counts and trending.
         self._set_total = prepare("INSERT INTO video_view_totals (video_id, views, updated_at) VALUES (?, ?, ?)")
@@ -125,7 +132,28 @@ class Discovery:
         tags = list(tags or ())
         terms = search_terms(title, description, tags)
         vector = embed(title, description, tags)
-        await run(self.session, self._index_text, (terms or None, normalized_title(title) or None, vector, video_id))
+        title_terms = set(stems(title))
+        await run(
+            self.session,
+            self._index_terms,
+            (terms or None, title_terms or None, normalized_title(title) or None, video_id),
+        )
+        await self._write_vector(video_id, vector)
+
+    async def _write_vector(self, video_id: str, vector: list[float] | None) -> None:
+        # Cassandra 5.0.9 fails a write into a vector index when more writes than jvector's per-graph pool (cores + 1)
+        # reach the memtable index at once ("Number of outstanding pooled objects has gone beyond the limit",
+        # CASSANDRA-21644, fixed after 5.0.9). So this process sends vector writes one pair at a time, and retries the
+        # rare failure caused by other writers; the write is idempotent.
+        for attempt in range(VECTOR_WRITE_ATTEMPTS):
+            try:
+                async with _vector_writes:
+                    await run(self.session, self._index_vector, (vector, video_id))
+                return
+            except WriteFailure:
+                if attempt == VECTOR_WRITE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
 
     async def reindex(self, video_id: str) -> bool:
         rows = await run(self.session, self._text_of, (video_id,))
@@ -181,18 +209,28 @@ class Discovery:
             end, window = start, window * 2
         return found[:limit]
 
-    async def search(self, terms: Sequence[str], filters: SearchFilters) -> list[Any]:
-        """Public videos whose terms contain every one of ``terms`` and that pass the filters (SAI AND)."""
+    async def search(self, terms: Sequence[str], filters: SearchFilters, column: str = "search_terms") -> list[Any]:
+        """Videos whose ``column`` (``search_terms`` or ``title_terms``) holds every one of ``terms`` and that pass
+        the filters (SAI AND), at most ``SEARCH_CANDIDATES``; privacy and status are left to ``listed``: an index
+        on privacy matches nearly every row, and intersecting with it costs more than the few rows it removes."""
+        if column not in ("search_terms", "title_terms"):
+            raise ValueError(f"not a terms column: {column}")
         terms = list(terms)[:MAX_QUERY_TERMS]
+        # SAI intersects one posting list per CONTAINS, and a common word's list is long: the index is asked for the
+        # longest words only (short words are the common ones: "how", "best", "new"), the rest is checked here.
+        asked = sorted(terms, key=lambda term: (-len(term), term))[:INDEXED_QUERY_TERMS]
+        checked = set(terms) - set(asked)
         clauses, params = filters.clauses()
-        shape = (len(terms), tuple(clauses))
+        shape = (column, len(asked), tuple(clauses))
         statement = self._searches.get(shape)
         if statement is None:
-            where = ["search_terms CONTAINS ?"] * len(terms) + ["privacy = 'public'"] + clauses
+            where = [f"{column} CONTAINS ?"] * len(asked) + clauses
             statement = self._searches[shape] = self.session.prepare(
-                f"SELECT {LIST_COLUMNS} FROM videos WHERE {' AND '.join(where)} LIMIT {SEARCH_CANDIDATES}"
+                f"SELECT {LIST_COLUMNS}, {column} AS terms FROM videos WHERE {' AND '.join(where)}"
+                f" LIMIT {SEARCH_CANDIDATES}"
             )
-        return await run(self.session, statement, [*terms, *params])
+        rows = await run(self.session, statement, [*asked, *params])
+        return [row for row in rows if checked <= (row.terms or set())]
 
     async def exact_title(self, query: str) -> list[Any]:
         key = normalized_title(query)
@@ -263,13 +301,16 @@ def _stem_set(text: str | None) -> set[str]:
 
 
 def search_rank(row: Any, terms: Sequence[str], query_key: str) -> tuple[int, float, float]:
-    """Sort key of a hit: exact title matches first, then title, tag and description matches, then newest."""
+    """Sort key of a hit: exact title matches first, then title, tag and description matches, then newest.
+
+    Every hit holds all of ``terms`` somewhere, so the terms in neither title nor tags are in the description:
+    counted without analysing the description again (the costliest part of ranking)."""
     title_key = normalized_title(row.title)
     exact = 0 if query_key and title_key == query_key else 1
     wanted = set(terms)
-    tag_stems = {s for tag in row.tags or () for s in stems(tag)}
-    score = 3.0 * len(wanted & _stem_set(row.title)) + 2.0 * len(wanted & tag_stems)
-    score += 1.0 * len(wanted & _stem_set(row.description))
+    in_title = wanted & _stem_set(row.title)
+    in_tags = wanted & {s for tag in row.tags or () for s in stems(tag)}
+    score = 3.0 * len(in_title) + 2.0 * len(in_tags) + 1.0 * len(wanted - in_title - in_tags)
     if query_key and f" {query_key} " in f" {title_key} ":
         score += 2.0  # the query as a phrase in the title
     created = row.created_at.timestamp() if row.created_at else 0.0
@@ -289,16 +330,24 @@ def passes(row: Any, filters: SearchFilters) -> bool:
     return not (filters.uploaded_before is not None and (created is None or created >= filters.uploaded_before))
 
 
-async def search_videos(discovery: Discovery, query: str, filters: SearchFilters) -> list[Any]:
-    """Every listed public video matching all words of ``query`` (stemmed) and the filters, best first."""
+async def search_videos(
+    discovery: Discovery, query: str, filters: SearchFilters, wanted: int = SEARCH_CANDIDATES
+) -> list[Any]:
+    """Listed public videos matching all words of ``query`` (stemmed) and the filters, best first.
+
+    Title matches are read first; matches anywhere (description, tags) only when the title tier holds fewer than
+    ``wanted`` hits — a broad word is then answered from its title matches alone, reading half the rows.
+    """
     terms = query_terms(query)
     if not terms:
         return []
-    exact, hits = await asyncio.gather(discovery.exact_title(query), discovery.search(terms, filters))
-    by_id = {row.video_id: row for row in hits}
-    for row in exact:
-        if passes(row, filters):
-            by_id.setdefault(row.video_id, row)
+    exact, in_title = await asyncio.gather(
+        discovery.exact_title(query), discovery.search(terms, filters, "title_terms")
+    )
+    rows = [*in_title, *(row for row in exact if passes(row, filters))]
+    if sum(1 for row in in_title if listed(row)) < wanted:
+        rows += await discovery.search(terms, filters, "search_terms")
+    by_id = {row.video_id: row for row in rows}
     query_key = normalized_title(query)
     return sorted((row for row in by_id.values() if listed(row)), key=lambda r: search_rank(r, terms, query_key))
 

@@ -45,6 +45,8 @@ _stemmer = snowballstemmer.stemmer("english")
 
 def fold(text: str) -> str:
     """Lowercase without accents: "Café" and "cafe" are one word (what ASCII folding does in an analyser)."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
@@ -53,8 +55,14 @@ def words(text: str | None) -> list[str]:
     return WORD.findall(fold(text or ""))
 
 
+@functools.lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    # Snowball in pure Python costs microseconds a word; a catalogue's vocabulary is small, so cache the stems.
+    return str(_stemmer.stemWord(word))
+
+
 def stems(text: str | None) -> list[str]:
-    return [_stemmer.stemWord(word) for word in words(text)]
+    return [stem(word) for word in words(text)]
 
 
 def normalized_title(text: str | None) -> str:

@@ -29,6 +29,7 @@ from infra.topics import reconcile
 from sinks.catalog import Catalog
 from sinks.discovery import Discovery
 from sinks.migrate import migrate
+from tests.auth_tools import sign_up
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec()
@@ -349,3 +350,50 @@ async def test_related_by_text_puts_the_closest_text_first(client: TestClient[An
     assert [row.video_id for row in found][:2] == [seed, close]
     related = await (await client.get(f"/api/v1/videos/{seed}/related", params={"limit": 1})).json()
     assert ids(related) == [close]
+
+
+# --- the signed-in caller: their own list, "for you" ----------------------------------------------------
+
+
+async def test_a_creator_signed_in_sees_their_own_unlisted_and_private_videos(
+    client: TestClient[Any, Any], rig: Rig
+) -> None:
+    headers, principal = await sign_up(client, role="creator")
+    mine = principal.account_id
+    public = await rig.video("public", owner=mine, created_at=datetime.now(UTC) - timedelta(minutes=3))
+    unlisted = await rig.video(
+        "unlisted", owner=mine, privacy="unlisted", created_at=datetime.now(UTC) - timedelta(minutes=2)
+    )
+    private = await rig.video(
+        "private", owner=mine, privacy="private", created_at=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    await rig.video("still processing", owner=mine, privacy="private", status="processing")
+
+    own = await (await client.get(f"/api/v1/creators/{mine}/videos", headers=headers)).json()
+    assert own["own"] is True and ids(own) == [private, unlisted, public]
+    stranger_headers, _ = await sign_up(client, role="viewer")
+    for caller in (stranger_headers, {}):
+        seen = await (await client.get(f"/api/v1/creators/{mine}/videos", headers=caller)).json()
+        assert seen["own"] is False and ids(seen) == [public]
+    bad = await client.get(f"/api/v1/creators/{mine}/videos", headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status == 401
+
+
+async def test_for_you_follows_the_viewers_recent_videos(client: TestClient[Any, Any], rig: Rig) -> None:
+    headers, principal = await sign_up(client, role="viewer")
+    key = f"profile:{principal.profile_id}" if principal.profile_id else f"user:{principal.account_id}"
+    word = uuid.uuid4().hex[:6]
+    watched, also, later, other = [await rig.video(f"{name} {word}") for name in ("watched", "also", "later", "other")]
+    hidden = await rig.video(f"hidden {word}", privacy="private")
+    await rig.discovery.set_recent(key, [later, watched])
+    await rig.discovery.set_co_watched(watched, {also: 5, hidden: 9, later: 7, other: 1})
+    await rig.discovery.set_co_watched(later, {other: 4})
+
+    body = await (await client.get("/api/v1/recommendations/for-you", params={"limit": 2}, headers=headers)).json()
+    assert body["signed_in"] is True
+    # other: 4 from the latest video + 1/2 from the one before; also: 5/2. Never what was watched, never private.
+    assert ids(body) == [other, also]
+    assert [v["source"] for v in body["videos"]] == ["co_watch", "co_watch"]
+    more = await (await client.get("/api/v1/recommendations/for-you", params={"limit": 6}, headers=headers)).json()
+    assert {watched, later, hidden}.isdisjoint(ids(more)) and ids(more)[:2] == [other, also]
+    assert {v["source"] for v in more["videos"][2:]} <= {"content", "trending"}
