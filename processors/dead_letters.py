@@ -42,15 +42,24 @@ async def dead_letter(
     log.error("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, record["error"])
 
 
+async def decode_or_dead_letter(
+    app: faust.App, event: EventT, record_name: str, agent: str
+) -> dict[str, Any] | None:
+    """The event's value decoded as `record_name`, or None once it went to the dead-letter topic."""
+    raw = event.value
+    try:
+        value: dict[str, Any] = default_codec().decode(raw, record_name)
+    except ValueError as exc:  # UndecodableMessage and schema-resolution failures
+        await dead_letter(app, event, exc, agent, raw if isinstance(raw, bytes) else None)
+        return None
+    return value
+
+
 async def decoded(
     app: faust.App, stream: faust.StreamT, record_name: str, agent: str
 ) -> AsyncIterator[tuple[EventT, dict[str, Any]]]:
     """Yield (event, value) for each message that decodes as `record_name`; dead-letter the others."""
     async for event in stream.events():
-        raw = event.value
-        try:
-            value = default_codec().decode(raw, record_name)
-        except ValueError as exc:  # UndecodableMessage and schema-resolution failures
-            await dead_letter(app, event, exc, agent, raw if isinstance(raw, bytes) else None)
-            continue
-        yield event, value
+        value = await decode_or_dead_letter(app, event, record_name, agent)
+        if value is not None:
+            yield event, value

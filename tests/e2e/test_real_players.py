@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+import uuid
 from typing import Any
 
 import pytest
 
 from common.settings import REPO_ROOT
-from tests.e2e.conftest import Platform, make_clip, upload, wait_for
+from tests.e2e.conftest import Platform, call, make_clip, upload, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -48,3 +50,65 @@ def test_player_plays_to_the_end_without_any_error(
     assert abs(outcome["current_time_s"] - outcome["duration_s"]) < 0.5
     assert outcome["ttff_ms"] is not None and outcome["ttff_ms"] > 0
     assert outcome["requests"]["failed"] == 0 and outcome["requests"]["http_errors"] == []
+
+
+def page_bitrate_kbps(outcome: dict[str, Any]) -> float:
+    """The page's own time-weighted bitrate from the first frame to the end, from the levels hls.js played."""
+    start, end = outcome["ttff_ms"], outcome["timeline"]["ended_ms"]
+    changes = [(0.0, outcome["initial_rendition"]["bitrate"])]
+    changes += [(s["at_ms"], s["to"]["bitrate"]) for s in outcome["switches"]]
+    weighted = total = 0.0
+    for (at, bitrate), (next_at, _) in zip(changes, [*changes[1:], (end, None)], strict=True):
+        ms = max(0.0, min(next_at, end) - max(at, start))
+        weighted += bitrate / 1000 * ms
+        total += ms
+    return weighted / total
+
+
+def test_a_real_player_with_cmcd_and_our_sdk_lands_in_the_qoe_tables(platform: Platform, video: dict[str, Any]) -> None:
+    """hls.js in headless Chromium, CMCD on (query mode, harvested from its segment requests) and our telemetry
+    SDK on the same session: the view's row, read back through the analysts' API, has the startup time,
+    watch time and bitrate the page measured itself."""
+    assert video["status"] == "ready", video.get("status_reason")
+    video_id = video["video_id"]
+    session_id = f"e2e-{uuid.uuid4().hex}"
+    outcome = play(
+        "hls",
+        f"{platform.api}/api/v1/videos/{video_id}/playlist.m3u8",
+        "--rate", "1",
+        "--cmcd-session-id", session_id,
+        "--cmcd-content-id", video_id,
+        "--telemetry", f"{platform.api}/api/v1/telemetry",
+        "--video-id", video_id,
+    )  # fmt: skip
+    assert outcome["ok"] is True, outcome.get("failure")
+    assert outcome["cmcd_requests"] > 0
+    assert outcome["telemetry"]["queued"] == 0 and outcome["telemetry"]["dropped"] == 0, outcome["telemetry"]
+
+    deadline = time.monotonic() + 90
+    views: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not views:
+        listed = call(
+            "GET", f"{platform.api}/api/v1/videos/{video_id}/views?session_id={session_id}", headers=platform.auth
+        )
+        views = listed["views"]
+        time.sleep(1)
+    assert len(views) == 1, f"no QoE view for session {session_id}"
+    [row] = views
+    page_watch_ms = outcome["timeline"]["ended_ms"]
+    page_kbps = page_bitrate_kbps(outcome)
+    print(
+        f"page: first frame {outcome['ttff_ms']} ms, watch {page_watch_ms} ms, {page_kbps:.1f} kbps; "
+        f"QoE row: startup {row['video_startup_time_ms']} ms, watch {row['watch_time_ms']} ms, "
+        f"{row['average_bitrate_kbps']:.1f} kbps, bytes {row['bytes_served']}, close {row['close_reason']}"
+    )
+    assert (row["close_reason"], row["exit_before_video_start"], row["playback_failure"]) == ("end", False, False)
+    assert row["device_class"] == "desktop"
+    # Page and SDK read the same moments through separate listeners and clocks (performance.now vs Date.now).
+    assert abs(row["video_startup_time_ms"] - outcome["ttff_ms"]) <= 50
+    assert abs(row["watch_time_ms"] - page_watch_ms) <= 100
+    assert abs(row["average_bitrate_kbps"] - page_kbps) <= 0.02 * page_kbps
+
+    # The harvested CMCD requests count as the video's bytes served in its windows.
+    windows = call("GET", f"{platform.api}/api/v1/videos/{video_id}/qoe?granularity=60", headers=platform.auth)
+    assert sum(w["bytes_served"] or 0 for w in windows["windows"]) > 0

@@ -160,7 +160,8 @@ def wait_until_equal(rig: QoeRig, sessions: list[simulate.Session], timeout_s: f
                 check_views(sessions, list(views.values()))
                 return {"views": views, "windows": rows}
         else:
-            problems = [f"{len(views)}/{len(truths)} views stored"]
+            missing = sorted(set(truths) - set(views))[:5]
+            problems = [f"{len(views)}/{len(truths)} views stored, missing {missing}"]
         time.sleep(2)
     raise AssertionError("Cassandra never matched the recount: " + "; ".join(problems[:10]))
 

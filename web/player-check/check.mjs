@@ -49,6 +49,8 @@ const USAGE = `usage: node check.mjs --player hls|dash|shaka --url <manifest url
   --cmcd-collector URL    also send CMCD v2 event reports (ps,e,bc,t) to URL (implies --cmcd)
   --cmcd-session-id ID    CMCD sid to use (default: random UUID)
   --cmcd-content-id ID    CMCD cid to use (default: last 64 chars of the URL path)
+  --telemetry URL         also run our telemetry SDK (web/sdk), posting beacons to URL, with the
+                          CMCD session id (implies --cmcd); --video-id ID names the video in them
   --timeout S             give up after S seconds of playback (default 120)
   --rate R                playbackRate (default 2; 1 = real time; see README)
   --error-grace S         after the first non-fatal error keep watching at most S more
@@ -69,6 +71,8 @@ function parseArgs(argv) {
     url: null,
     cmcd: false,
     collector: null,
+    telemetry: null,
+    videoId: null,
     sessionId: null,
     contentId: null,
     timeout: 120,
@@ -97,6 +101,8 @@ function parseArgs(argv) {
       case '--cmcd': o.cmcd = true; break;
       case '--cmcd-collector': o.collector = val(); o.cmcd = true; break;
       case '--cmcd-session-id': o.sessionId = val(); break;
+      case '--telemetry': o.telemetry = val(); o.cmcd = true; break;
+      case '--video-id': o.videoId = val(); break;
       case '--cmcd-content-id': o.contentId = val(); break;
       case '--timeout': o.timeout = Number(val()); break;
       case '--rate': o.rate = Number(val()); break;
@@ -143,6 +149,7 @@ function pageHtml(player) {
 </head><body>
 <video id="video" muted autoplay playsinline></video>
 <script src="/lib/player.js"></script>
+<script src="/sdk.js"></script>
 <script src="/harness.js"></script>
 </body></html>
 `;
@@ -155,6 +162,7 @@ function startPageServer(player) {
   if (!fs.existsSync(libFile)) throw new Error(`player library missing: ${libFile}`);
   const lib = fs.readFileSync(libFile);
   const harness = fs.readFileSync(path.join(HERE, 'page', 'harness.js'));
+  const sdk = fs.readFileSync(path.join(HERE, '..', 'sdk', 'vidplat-telemetry.js'));
   const html = Buffer.from(pageHtml(player));
   const server = http.createServer((req, res) => {
     const p = new URL(req.url, 'http://x').pathname;
@@ -165,6 +173,7 @@ function startPageServer(player) {
     if (p === '/' || p === '/index.html') return send('text/html; charset=utf-8', html);
     if (p === '/lib/player.js') return send('text/javascript; charset=utf-8', lib);
     if (p === '/harness.js') return send('text/javascript; charset=utf-8', harness);
+    if (p === '/sdk.js') return send('text/javascript; charset=utf-8', sdk);
     if (p === '/favicon.ico') {
       res.writeHead(204);
       res.end();
@@ -293,6 +302,10 @@ async function run(opts) {
       qs.set('cid', opts.contentId);
       if (opts.collector) qs.set('collector', opts.collector);
     }
+    if (opts.telemetry) {
+      qs.set('telemetry', opts.telemetry);
+      if (opts.videoId) qs.set('vid', opts.videoId);
+    }
     await page.goto(`${origin}/?${qs}`, { waitUntil: 'load', timeout: 30_000 });
 
     const deadline = Date.now() + opts.timeout * 1000;
@@ -310,6 +323,10 @@ async function run(opts) {
       }
       if (snap && snap.done) {
         await sleep(300); // let trailing error events arrive
+        if (opts.telemetry) {
+          // Wait until the SDK's last beacon was taken (at most 10 s), as a viewer's page would stay open.
+          for (let i = 0; i < 50 && (await page.evaluate(() => window.__telemetry && window.__telemetry.pending())); i++) await sleep(200);
+        }
         snap = await page.evaluate(() => window.__playerCheck.snapshot());
         break;
       }
@@ -365,6 +382,7 @@ async function run(opts) {
       requests,
       console_errors: consoleErrors,
       elapsed_ms: s.elapsed_ms ?? null,
+      telemetry: s.telemetry ?? null,
     };
     result.ok = result.ended && result.errors.length === 0 && !crashed;
     if (!result.ok) {

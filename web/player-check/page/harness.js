@@ -22,6 +22,8 @@
     sessionId: q.get('sid') || null,
     contentId: q.get('cid') || null,
     collector: q.get('collector') || null,
+    telemetry: q.get('telemetry') || null, // our SDK's beacon endpoint (web/sdk/vidplat-telemetry.js)
+    videoId: q.get('vid') || null,
     rate: Number(q.get('rate') || '1') || 1,
     debug: q.get('debug') === '1', // PLAYER_CHECK_DEBUG=<file>: verbose player logs
   };
@@ -173,7 +175,20 @@
     });
   }
 
+  // Our telemetry SDK, when asked for: same session id as CMCD, so harvested requests join the session.
+  let telemetry = null;
+  function startTelemetry(hls) {
+    if (!cfg.telemetry) return;
+    if (!window.VidplatTelemetry) throw new Error('the telemetry SDK did not load');
+    telemetry = window.VidplatTelemetry.start({
+      endpoint: cfg.telemetry, video: video, videoId: cfg.videoId, sessionId: cfg.sessionId,
+      deviceClass: 'desktop', hls: hls || null,
+    });
+    window.__telemetry = telemetry;
+  }
+
   function startPlayback() {
+    if (telemetry) telemetry.playRequested();
     t0 = perfNow();
     state.timeline.play_called_ms = 0;
     state.phase = 'starting';
@@ -235,6 +250,7 @@
     }
     const hls = new Hls(config);
     window.__hls = hls;
+    startTelemetry(hls);
     hls.on(Hls.Events.ERROR, (_ev, data) => {
       addError('hls.js', !!data.fatal, {
         type: data.type || null,
@@ -380,6 +396,7 @@
       const buffered = [];
       for (let i = 0; i < video.buffered.length; i++) buffered.push([round3(video.buffered.start(i)), round3(video.buffered.end(i))]);
       return Object.assign({}, state, {
+        telemetry: telemetry ? telemetry.stats() : null,
         elapsed_ms: rel(),
         duration_s: Number.isFinite(video.duration) ? round3(video.duration) : null,
         live: video.duration === Infinity,
