@@ -1,5 +1,7 @@
 # The platform's commands. `make help` lists them; README.md shows the two a newcomer needs.
 PY := .venv/bin/python
+# bash: the demo pipes the upload into the watch step and needs pipefail.
+SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -29,12 +31,15 @@ services: up ## start the API (port 8080) and the workers (control + transcode)
 services-down: ## stop the API and the workers
 	@$(PY) -m infra.services down
 
-demo: services ## set everything up, upload a sample video and follow it to ready; prints playback URLs
+DEMO_LOGIN = --email demo-creator@vidplat.local --password-file "$${VIDPLAT_STATE_DIR:-.state}/demo-creator.password"
+
+demo: services ## set everything up, upload a sample, follow it to ready, play it in a real player, print its QoE row
 	@$(PY) -m infra.stack status
 	@# The demo creator: signed up on first use, its generated password kept in the state directory.
-	@$(PY) -m producers.upload_cli "$$($(PY) -m infra.sample)" --title "Big Buck Bunny" \
+	@set -o pipefail; video_id=$$($(PY) -m producers.upload_cli "$$($(PY) -m infra.sample)" --title "Big Buck Bunny" \
 		--description "Sample: natural content, CC-BY Blender Foundation" --tags sample,animation --thumbnail-time 2 \
-		--email demo-creator@vidplat.local --password-file "$${VIDPLAT_STATE_DIR:-.state}/demo-creator.password" --sign-up
+		$(DEMO_LOGIN) --sign-up | tee /dev/stderr | sed -n 's/^video_id: //p'); \
+	$(PY) -m producers.watch_cli "$$video_id" $(DEMO_LOGIN)
 
 test: up ## run every test: unit, integration and end-to-end against the real servers
 	@$(PY) -m pytest
