@@ -300,15 +300,17 @@ async def video_views(request: web.Request) -> web.Response:
         raise InvalidRequest("invalid query", {"limit": f"must be an integer from 1 to {VIEWS_LIMIT_MAX}"})
     rows = await request.app[qoe_store_key].views_of_video(video_id, start, end)
     session_id = request.query.get("session_id")
-    views = [
-        {k: iso(v) if isinstance(v, datetime) else v for k, v in row._asdict().items()}
-        for row in rows
-        if session_id is None or row.session_id == session_id
-    ][: int(raw_limit)]
-    for view_json in views:
-        view_json["day"] = str(view_json["day"])
-        view_json["rendition_ms"] = dict(view_json["rendition_ms"] or {})  # the driver's map type
-    return web.json_response({"video_id": video_id, "from": iso(start), "to": iso(end), "views": views})
+    views = [view_row_json(row) for row in rows if session_id is None or row.session_id == session_id]
+    return web.json_response(
+        {"video_id": video_id, "from": iso(start), "to": iso(end), "views": views[: int(raw_limit)]}
+    )
+
+
+def view_row_json(row: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {k: iso(v) if isinstance(v, datetime) else v for k, v in row._asdict().items()}
+    out["day"] = str(row.day)
+    out["rendition_ms"] = dict(row.rendition_ms or {})  # the driver's own map type is not JSON
+    return out
 
 
 async def viewer_progress(request: web.Request) -> web.Response:

@@ -42,9 +42,7 @@ async def dead_letter(
     log.error("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, record["error"])
 
 
-async def decode_or_dead_letter(
-    app: faust.App, event: EventT, record_name: str, agent: str
-) -> dict[str, Any] | None:
+async def decode_or_dead_letter(app: faust.App, event: EventT, record_name: str, agent: str) -> dict[str, Any] | None:
     """The event's value decoded as `record_name`, or None once it went to the dead-letter topic."""
     raw = event.value
     try:
