@@ -197,6 +197,8 @@ def main() -> None:
         + quantile_bound(before, after, "qoe_event_to_cassandra_seconds", 0.99)
     )
     print(f"end-to-end ÷ raw produce rate = {processed_during / elapsed / raw:.4f}")
+    lag = sum(v for k, v in after.items() if k.startswith("qoe_consumer_lag_messages"))
+    print(f"QoE consumer lag 15 s after the run: {lag:.0f} messages")
     finished, matched = stored_truth(sessions, start_ms + int(args.duration * 1000))
     print(f"views finished by the simulator: {finished}; stored with the truth's watch/rebuffer numbers: {matched}")
 

@@ -28,8 +28,8 @@ from collections import defaultdict
 from typing import Any
 
 import faust
-from confluent_kafka import TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.cassandra import cassandra_session
@@ -77,6 +77,12 @@ EVENT_FRESHNESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 OPEN_SESSIONS = Gauge("qoe_open_sessions", "Sessions with an open view on this worker")
+CONSUMER_LAG = Gauge(
+    "qoe_consumer_lag_messages",
+    "Messages of playback.telemetry not yet processed, per partition this worker has consumed",
+    ["partition"],
+)
+LAG_EVERY_S = 10.0
 
 
 def telemetry_partitions() -> int:
@@ -276,11 +282,32 @@ async def close_quiet_sessions() -> None:
             expiries.pop(session_id, None)
 
 
+@app.timer(interval=LAG_EVERY_S)
+async def report_consumer_lag() -> None:
+    """End offset minus the next offset to process, per partition (Kafka's own lag, from this worker's view)."""
+    partitions = sorted(next_offset_by_partition)
+    if not partitions:
+        return
+    try:
+        end_offsets = await asyncio.to_thread(latest_offsets, partitions)
+    except KafkaException as exc:  # a broker away for a moment must not stop the worker over a gauge
+        log.warning("consumer lag not measured: %s", exc)
+        return
+    for partition in partitions:
+        lag = end_offsets.get(partition, 0) - next_offset_by_partition[partition]
+        CONSUMER_LAG.labels(str(partition)).set(max(0, lag))
+
+
 def latest_offsets(partitions: list[int]) -> dict[int, int]:
     topic = telemetry_topic.get_topic_name()
     requests = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
-    admin = admin_client()
-    return {tp.partition: future.result(30).offset for tp, future in admin.list_offsets(requests).items()}
+    return {tp.partition: future.result(30).offset for tp, future in offsets_admin().list_offsets(requests).items()}
+
+
+@functools.cache
+def offsets_admin() -> AdminClient:
+    """One admin client for the offset queries of the timers (not a new connection every few seconds)."""
+    return admin_client()
 
 
 @app.timer(interval=AGGREGATE_EVERY_S)
