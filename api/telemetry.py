@@ -29,7 +29,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from api.errors import ApiError, InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from api.auth import optional_principal
+from api.errors import ApiError, Forbidden, InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from api.keys import events_key, settings_key
 from producers.video_events import PublishError
 
@@ -238,6 +239,28 @@ async def publish_events(app: web.Application, session_id: str, events: list[dic
     return len(fresh)
 
 
+def identify(request: web.Request, document: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Who watched comes from the access token, never from the body: the resume position and watch history
+    the QoE agent derives from a beacon belong to its viewer, so a client may not name someone else. A
+    beacon without a token (``sendBeacon`` cannot send one) is anonymous."""
+    principal = optional_principal(request)
+    claimed = {name: document.get(name) for name in ("user_id", "profile_id") if document.get(name) is not None}
+    if principal is None:
+        if claimed:
+            EVENTS.labels("refused", "SDK").inc(len(events))
+            raise Forbidden("user_id and profile_id come from the access token: send Authorization: Bearer …")
+        return
+    if (
+        claimed.get("user_id", principal.account_id) != principal.account_id
+        or claimed.get("profile_id", principal.profile_id) != principal.profile_id
+    ):
+        EVENTS.labels("refused", "SDK").inc(len(events))
+        raise Forbidden("the beacon names another viewer than the access token")
+    for event in events:
+        event["user_id"] = principal.account_id
+        event["profile_id"] = principal.profile_id
+
+
 async def collect_beacon(request: web.Request) -> web.Response:
     """`POST /api/v1/telemetry`."""
     body = await read_body(request)
@@ -252,6 +275,7 @@ async def collect_beacon(request: web.Request) -> web.Response:
         EVENTS.labels("refused", "SDK").inc()
         raise
     check_rate(request, session_id, len(events), "SDK")
+    identify(request, document, events)
     accepted = await publish_events(request.app, session_id, events, "SDK")
     return web.json_response({"accepted": accepted, "duplicates": len(events) - accepted}, status=202)
 

@@ -16,6 +16,7 @@ from api.app import init_app
 from api.config import ApiConfig
 from common.kafka import admin_client
 from common.settings import KafkaSettings, Settings
+from tests.auth_tools import sign_up
 from tests.kafka_tools import end_offsets, events_for
 
 pytestmark = pytest.mark.integration
@@ -136,3 +137,24 @@ async def test_kafka_down_is_a_503_and_the_beacon_can_be_retried(
     # being answered 202 as a duplicate and lost.
     async with broken.post("/api/v1/telemetry", json=body) as reply:
         assert reply.status == 503
+
+
+async def test_the_viewer_comes_from_the_access_token(
+    client: TestClient[Any, Any], telemetry_settings: Settings
+) -> None:
+    topic = telemetry_settings.topic("playback.telemetry")
+    session = f"s-{uuid.uuid4().hex}"
+    start = end_offsets(telemetry_settings, topic)
+    headers, viewer = await sign_up(client, role="viewer")
+    event = {"seq": 0, "type": "heartbeat", "ts": T0, "playhead_s": 30.0}
+    # Naming a viewer without a token, or another viewer than the token's: refused, nothing published.
+    for body, extra in (
+        ({**beacon(session, event), "user_id": viewer.account_id}, {}),
+        ({**beacon(session, event), "profile_id": "someone-else"}, headers),
+    ):
+        async with client.post("/api/v1/telemetry", json=body, headers=extra) as reply:
+            assert reply.status == 403, await reply.text()
+    async with client.post("/api/v1/telemetry", json=beacon(session, event), headers=headers) as reply:
+        assert reply.status == 202
+    [published] = events_for(telemetry_settings, topic, start, session, wait_for=1)
+    assert (published["user_id"], published["profile_id"]) == (viewer.account_id, viewer.profile_id)

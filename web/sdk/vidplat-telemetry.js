@@ -5,12 +5,17 @@
  *   const telemetry = VidplatTelemetry.start({
  *     endpoint: 'https://api.example.com/api/v1/telemetry', video: videoElement, videoId: 'abc',
  *     sessionId: crypto.randomUUID(), deviceClass: 'desktop', hls: hlsInstance,   // hls is optional
+ *     accessToken: () => currentAccessToken,   // optional: a signed-in viewer's token (string or function)
  *   });
  *   telemetry.playRequested();   // right before video.play() (a user's press or autoplay)
  *   video.play();
  *
  * Give the same sessionId to the player's CMCD config (hls.js `cmcd.sessionId`, dash.js `cmcd.sid`) so the
  * CMCD data the API harvests from segment requests joins this session.
+ *
+ * Identity: the viewer is whoever the access token names (the API refuses a body that names one), so the
+ * resume position follows the signed-in profile; without a token the beacons are anonymous, as are the ones
+ * sent with `sendBeacon` (which cannot carry an Authorization header).
  *
  * Delivery: events are numbered from 0 per session (`seq`, what the collector and the QoE agents dedupe
  * on) and sent in batches every `flushIntervalMs`, at once on the first frame, an error and the end, and
@@ -43,9 +48,11 @@
       session_id: options.sessionId,
       video_id: options.videoId || null,
       device_class: options.deviceClass || null,
-      user_id: options.userId || null,
-      profile_id: options.profileId || null,
     };
+    function authHeaders() {
+      var token = typeof options.accessToken === 'function' ? options.accessToken() : options.accessToken;
+      return token ? { Authorization: 'Bearer ' + token } : {};
+    }
     var seq = 0;
     var queue = [];
     var sending = false;
@@ -80,7 +87,7 @@
       if (sending || queue.length === 0 || Date.now() < retryAt) return;
       var batch = nextBatch();
       sending = true;
-      fetch(endpoint, { method: 'POST', body: bodyOf(batch), headers: { 'Content-Type': 'text/plain' }, keepalive: true, credentials: 'omit' })
+      fetch(endpoint, { method: 'POST', body: bodyOf(batch), headers: Object.assign({ 'Content-Type': 'text/plain' }, authHeaders()), keepalive: true, credentials: 'omit' })
         .then(function (reply) {
           if (reply.status === 202 || reply.status === 400) {
             queue.splice(0, batch.length);
