@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import auth, cmcd, discovery, engagement, health, playback, qoe, telemetry, videos
+from api import auth, cmcd, discovery, engagement, health, openapi, playback, qoe, telemetry, videos
 
 VIDEO = "/api/v1/videos/{video_id}"
 # The per-video playback files; anything else under a video is one of its renditions (or a 404).
@@ -14,6 +14,7 @@ VIDEO_ASSET = VIDEO + r"/{asset:playlist\.m3u8|manifest\.mpd|stream|poster\.jpg|
 def setup_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/api/v1/health", health.health, name="health")
+    openapi.setup_openapi(app)  # GET /api/v1/openapi.json: this document of every route below (api/openapi.yaml)
     auth.setup_auth(app)  # sign-up, login, tokens, profiles
     telemetry.setup_telemetry(app)
     cmcd.setup_cmcd(app)
