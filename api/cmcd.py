@@ -72,6 +72,7 @@ class CollectorState:
         self.play_state: OrderedDict[str, str] = OrderedDict()
         self._last_v1 = 0
         self.pending: set[asyncio.Task[None]] = set()
+        self.harvested = 0  # requests whose CMCD data went to be published
 
     def next_v1_seq(self) -> int:
         self._last_v1 = max(self._last_v1 + 1, time.time_ns() // 1000)
@@ -185,6 +186,7 @@ async def harvest_cmcd(request: web.Request, handler: Handler) -> web.StreamResp
     event["video_id"] = event.get("video_id") or request.match_info.get("video_id")
     event["rendition"] = request.match_info.get("rendition")
     event["device_class"] = device_class_of(request.headers.get(hdrs.USER_AGENT))
+    collector.harvested += 1
     task = asyncio.create_task(_publish_request(request.app, sid, event))
     collector.pending.add(task)
     task.add_done_callback(collector.pending.discard)
