@@ -25,8 +25,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from api.access import viewable_video
 from api.auth import optional_principal
-from api.errors import InvalidRequest, NotFound
+from api.errors import InvalidRequest
 from api.keys import catalog_key, discovery_key
 from api.qoe import parse_instant
 from api.videos import iso, playback_urls
@@ -279,9 +280,7 @@ async def related_videos(request: web.Request) -> web.Response:
     limit = _limit(request.query, problems)
     _raise(problems)
     video_id = request.match_info["video_id"]
-    video = await request.app[catalog_key].get_video(video_id)
-    if video is None or video.status == "deleted":
-        raise NotFound("video not found")
+    await viewable_video(request, video_id)  # someone else's private video is a 404, as everywhere
     found = await related(request.app[discovery_key], video_id, limit)
     items = [video_item(request, row, source=source, score=round(score, 4)) for row, source, score in found]
     return web.json_response({"video_id": video_id, "videos": items})
