@@ -40,6 +40,7 @@ async def play(api: str, video_id: str, session_id: str) -> dict[str, Any]:
         "node", str(CHECKER), "--player", "hls", "--url", f"{api}/api/v1/videos/{video_id}/playlist.m3u8",
         "--rate", "1", "--json", "--cmcd-session-id", session_id, "--cmcd-content-id", video_id,
         "--telemetry", f"{api}/api/v1/telemetry", "--video-id", video_id,
+        "--ignore-error", "bufferStalledError",  # a stall is what QoE measures, not a failed playback
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, stderr = await process.communicate()
