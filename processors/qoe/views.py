@@ -607,21 +607,10 @@ def _count_request(state: SessionState, ev: dict[str, Any], view: dict[str, Any]
     that order."""
     if view is not None and ev.get("extras", {}).get("bs") == "true":
         view["starvation_marks"] += 1
-    device = ev.get("device_class") or state["context"].get("device_class")
-    state["outbox"]["activity"].append(
-        {
-            "session_id": state["session_id"],
-            "seq": ev["seq"],
-            "source": ev["source"],
-            "ts_ms": ev["t"],
-            "event_type": ev["type"],
-            "video_id": ev.get("video_id"),
-            "rendition": ev.get("rendition"),
-            "device_class": device,
-            "bytes": int(ev.get("bytes") or 0),
-            "starts_view": False,
-        }
-    )
+    record = _activity(state, ev, None, False)
+    record["rendition"] = ev.get("rendition")
+    record["device_class"] = ev.get("device_class") or record["device_class"]
+    state["outbox"]["activity"].append(record)
 
 
 def _same_video(view: dict[str, Any], ev: dict[str, Any]) -> bool:
