@@ -1,16 +1,32 @@
-"""Reading what a test's code under test put on Kafka: end offsets before, decoded events after."""
+"""Kafka for tests: a scratch telemetry topic, end offsets before, decoded events after."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from common.avro import AvroCodec
-from common.kafka import consumer
+from common.kafka import admin_client, consumer
 from common.settings import Settings
+
+
+def with_telemetry_topic(settings: Settings, name: str) -> Iterator[Settings]:
+    """``settings`` with a topic prefix of their own (``test-<name>-<id>.``) whose ``playback.telemetry``
+    exists while the caller holds them; for a module-scoped fixture to ``yield from``."""
+    scoped = dataclasses.replace(settings, topic_prefix=f"test-{name}-{uuid.uuid4().hex[:8]}.")
+    topic = scoped.topic("playback.telemetry")
+    admin = admin_client(scoped.kafka)
+    for future in admin.create_topics([NewTopic(topic, 3, scoped.kafka.default_replication)]).values():
+        future.result(timeout=30)
+    yield scoped
+    for future in admin.delete_topics([topic]).values():
+        future.result(timeout=30)
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:

@@ -4,7 +4,6 @@ v2 event-mode reports at `POST /api/v1/cmcd`, v1 data from a playback request's 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import urllib.parse
 import uuid
@@ -14,15 +13,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from confluent_kafka.admin import NewTopic
 
 from api.app import init_app
 from api.cmcd import collector_key, device_class_of
 from api.keys import catalog_key
-from common.kafka import admin_client
 from common.settings import Settings
 from common.storage import storage_client
-from tests.kafka_tools import end_offsets, events_for
+from tests.kafka_tools import end_offsets, events_for, with_telemetry_topic
 
 pytestmark = pytest.mark.integration
 T0 = 1_764_000_000_000
@@ -32,14 +29,7 @@ CHROME_LINUX = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like 
 
 @pytest.fixture(scope="module")
 def cmcd_settings(live_servers: Settings) -> Iterator[Settings]:
-    settings = dataclasses.replace(live_servers, topic_prefix=f"test-cmcd-{uuid.uuid4().hex[:8]}.")
-    topic = settings.topic("playback.telemetry")
-    admin = admin_client(settings.kafka)
-    for future in admin.create_topics([NewTopic(topic, 3, settings.kafka.default_replication)]).values():
-        future.result(timeout=30)
-    yield settings
-    for future in admin.delete_topics([topic]).values():
-        future.result(timeout=30)
+    yield from with_telemetry_topic(live_servers, "cmcd")
 
 
 @pytest.fixture

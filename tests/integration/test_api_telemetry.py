@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from confluent_kafka.admin import NewTopic
 
 from api.app import init_app
 from api.config import ApiConfig
-from common.kafka import admin_client
 from common.settings import KafkaSettings, Settings
 from tests.auth_tools import sign_up
-from tests.kafka_tools import end_offsets, events_for
+from tests.kafka_tools import end_offsets, events_for, with_telemetry_topic
 
 pytestmark = pytest.mark.integration
 T0 = 1_764_000_000_000
@@ -25,14 +23,7 @@ T0 = 1_764_000_000_000
 
 @pytest.fixture(scope="module")
 def telemetry_settings(live_servers: Settings) -> Iterator[Settings]:
-    settings = dataclasses.replace(live_servers, topic_prefix=f"test-tel-{uuid.uuid4().hex[:8]}.")
-    topic = settings.topic("playback.telemetry")
-    admin = admin_client(settings.kafka)
-    for future in admin.create_topics([NewTopic(topic, 3, settings.kafka.default_replication)]).values():
-        future.result(timeout=30)
-    yield settings
-    for future in admin.delete_topics([topic]).values():
-        future.result(timeout=30)
+    yield from with_telemetry_topic(live_servers, "tel")
 
 
 @pytest.fixture
