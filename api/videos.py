@@ -16,7 +16,10 @@ Who may do what is api/access.py's: creating and uploading need the ``creator`` 
 reading follows the video's privacy. A delete tombstones the row at once (404 from then on), removes the
 original and every packaged object from storage, drops the renditions' rows, and publishes
 ``VideoStatusChanged(DELETED)`` on ``video.lifecycle`` so caches and read models purge it; the owner may repeat
-a delete that failed half-way, and it finishes the job.
+a delete that failed half-way, and it finishes the job. An edit that changes the privacy publishes
+``VideoPrivacyChanged`` on the same topic once the row holds the new value, so the CDN edge stops serving what it
+kept under the old one (processors/cdn_purge.py); if Kafka does not acknowledge it, the privacy goes back and the
+edit is a 503 to repeat.
 
 The move to ``processing`` is a conditional write (``Catalog.transition_status``), so a second or concurrent
 complete gets a 409 instead of publishing twice. If Kafka does not acknowledge, the row goes back to
@@ -572,8 +575,21 @@ async def edit_video(request: web.Request) -> web.Response:
     principal = require_principal(request)
     video_id = video_id_of(request)
     changes = parse_edit_body(await _json_object(request))
-    await owned_video(request, video_id, principal)
-    await request.app[catalog_key].edit_video(video_id, changes)
+    video = await owned_video(request, video_id, principal)
+    catalog = request.app[catalog_key]
+    await catalog.edit_video(video_id, changes)
+    privacy = changes.get("privacy")
+    if privacy is not None and privacy != video.privacy:
+        # After the row changed: the edge's misses from here on get the new answer, so the purge this event
+        # causes cannot be undone by a refetch of the old one.
+        try:
+            await request.app[events_key].privacy_changed(
+                video_id, privacy, video.privacy, now_ms(), principal.account_id
+            )
+        except Exception:
+            # Unannounced, the edge would keep serving the old privacy: put it back so a repeat is a change again.
+            await catalog.edit_video(video_id, {"privacy": video.privacy})
+            raise
     log.info("video %s edited by %s: %s", video_id, principal.account_id, sorted(changes))
     return await get_video(request)
 

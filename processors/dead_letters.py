@@ -1,5 +1,8 @@
 """Decoding with a dead-letter queue: a poison message goes to `<topic>.dlq` with its error, and the
 partition keeps flowing. Agents consume raw bytes and decode here, so one bad message never stops a stream.
+
+`decoded` is for a topic of one record; `decoded_records` for a topic that carries several (video.lifecycle:
+VideoStatusChanged and VideoPrivacyChanged), yielding each message with the name of the record it is.
 """
 
 from __future__ import annotations
@@ -61,3 +64,28 @@ async def decoded(
         value = await decode_or_dead_letter(app, event, record_name, agent)
         if value is not None:
             yield event, value
+
+
+async def decode_one_of(
+    app: faust.App, event: EventT, records: tuple[str, ...], agent: str
+) -> tuple[str, dict[str, Any]] | None:
+    """(record name, value) of a message that is one of ``records``; None once anything else was dead-lettered."""
+    raw = event.value
+    errors: list[ValueError] = []
+    for record in records:
+        try:
+            return record, default_codec().decode(raw, record)
+        except ValueError as exc:  # UndecodableMessage: not this record, or not decodable at all
+            errors.append(exc)
+    await dead_letter(app, event, errors[-1], agent, raw if isinstance(raw, bytes) else None)
+    return None
+
+
+async def decoded_records(
+    app: faust.App, stream: faust.StreamT, records: tuple[str, ...], agent: str
+) -> AsyncIterator[tuple[EventT, str, dict[str, Any]]]:
+    """Yield (event, record name, value) for each message of one of ``records``; dead-letter the others."""
+    async for event in stream.events():
+        found = await decode_one_of(app, event, records, agent)
+        if found is not None:
+            yield event, *found

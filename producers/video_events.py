@@ -1,4 +1,4 @@
-"""Publishing the API's video events to Kafka: ``VideoUploaded`` and ``VideoStatusChanged``.
+"""Publishing the API's video events to Kafka: ``VideoUploaded``, ``VideoStatusChanged`` and ``VideoPrivacyChanged``.
 
 The aiohttp API answers 201/202 only after Kafka has acknowledged the event, so ``publish`` awaits the
 delivery report of an idempotent, acks=all producer (``common.kafka.durable_producer``): the report arrives
@@ -36,6 +36,8 @@ LIFECYCLE_TOPIC = "video.lifecycle"
 
 # The VideoStatus enum of schemas/VideoStatusChanged.avsc.
 VideoStatus = Literal["UPLOADING", "PROCESSING", "PLAYABLE", "READY", "FAILED", "DELETED"]
+# The records video.lifecycle carries (topics.yaml): a status change, or a privacy change (status unchanged).
+LIFECYCLE_RECORDS = ("VideoStatusChanged", "VideoPrivacyChanged")
 
 
 class PublishError(RuntimeError):
@@ -184,3 +186,21 @@ class VideoEventPublisher:
             "progress": progress,
         }
         return await self.publish(self.settings.topic(LIFECYCLE_TOPIC), video_id, "VideoStatusChanged", value)
+
+    async def privacy_changed(
+        self,
+        video_id: str,
+        privacy: str,
+        previous_privacy: str | None,
+        changed_at: datetime | None = None,
+        changed_by: str | None = None,
+    ) -> Delivered:
+        """A ``VideoPrivacyChanged`` on ``video.lifecycle``, keyed by the video id (privacy as the API spells it)."""
+        value = {
+            "video_id": video_id,
+            "privacy": privacy.upper(),
+            "previous_privacy": previous_privacy.upper() if previous_privacy else None,
+            "changed_at": changed_at or datetime.now(UTC),
+            "changed_by": changed_by,
+        }
+        return await self.publish(self.settings.topic(LIFECYCLE_TOPIC), video_id, "VideoPrivacyChanged", value)

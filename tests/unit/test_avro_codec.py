@@ -144,6 +144,7 @@ CURRENT_FINGERPRINTS = {
     "RatingSet": "a97ce7b2a25cd13f",
     "SegmentReady": "ea09e872c5b6bf2d",
     "TranscodeRequested": "7a56011bd1ffa2d6",
+    "VideoPrivacyChanged": "58b7e7d279990f21",
     "VideoStatusChanged": "d199a357f45b6e2b",
     "VideoUploaded": "0db487bf62feaa2b",
     "ViewRecorded": "a274fb57f7f91559",
@@ -251,6 +252,7 @@ def test_every_event_round_trips(codec: AvroCodec) -> None:
         },
         "CommentRemoved": {"comment_id": "c1", "video_id": "v1", "removed_by": "u1", "removed_at": T},
         "RatingSet": {"video_id": "v1", "user_id": "u1", "value": "LIKE", "rated_at": T, "profile_id": "p1"},
+        "VideoPrivacyChanged": {"video_id": "v1", "privacy": "PRIVATE", "previous_privacy": "PUBLIC", "changed_at": T},
         "ViewRecorded": {
             "video_id": "v1",
             "session_id": "s1",
