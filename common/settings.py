@@ -111,6 +111,9 @@ class Settings:
     api_port: int = field(default_factory=lambda: _env_int("API_PORT", 8080))
     # Prometheus exposition port of this process (each long-running process sets its own).
     metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 9400))
+    # The CDN edge in front of the API's playback routes: where purges go (sinks/cdn_edge.py), and where the local
+    # Varnish listens (infra/services.py). Empty: no edge, nothing to purge.
+    edge_url: str = field(default_factory=lambda: _env("EDGE_URL", "http://127.0.0.1:8081"))
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -8,6 +8,8 @@ need=()
 command -v ffmpeg  >/dev/null || need+=(ffmpeg)
 command -v mvn     >/dev/null || need+=(maven)
 ls /usr/lib/jvm/*17*/bin/java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+# The CDN edge (infra/services.py runs varnishd itself; the package's systemd unit is not used).
+command -v varnishd >/dev/null || [ -x /usr/sbin/varnishd ] || need+=(varnish)
 if [ "${WITH_BROWSER:-1}" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
   command -v node     >/dev/null || need+=(nodejs npm)

@@ -1,4 +1,4 @@
-"""The platform's own processes: the API, the control worker and transcode workers.
+"""The platform's own processes: the API, the CDN edge in front of it, the control worker and transcode workers.
 
     python -m infra.services up      # start what is not running, wait until each is ready
     python -m infra.services status
@@ -7,6 +7,10 @@
 Each process logs to `$VIDPLAT_STATE_DIR/services/<name>.log` and serves Prometheus metrics on its own
 port (API 9400, control worker 9401, QoE worker 9402, transcode workers 9403+). `TRANSCODE_WORKERS` sets how many
 transcode workers run (default 1: each already uses both cores for its encoder threads).
+
+The edge is Debian's Varnish (`varnishd -F`, no system daemon) on the address of `EDGE_URL` (127.0.0.1:8081),
+with infra/conf/varnish/edge.vcl pointed at the API and its work directory under
+`$VIDPLAT_STATE_DIR/services/edge`; an empty `EDGE_URL` runs no edge (and the control worker purges nothing).
 Tests build their own `Service` list with another topic prefix and ports, and kill workers at will.
 """
 
@@ -14,17 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.settings import REPO_ROOT, Settings, load_settings
-from infra.stack import pid_alive, resident_mib, state_dir, tail
+from infra.stack import pid_alive, port_open, resident_mib, state_dir, tail
 
 
 class ServiceError(RuntimeError):
@@ -39,6 +45,8 @@ class Service:
     ready: Callable[[Service], bool]
     home: Path = field(default_factory=lambda: state_dir() / "services")
     timeout_s: float = 120
+    # Run before the process is started (not when it already runs): checks and generated files; raises ServiceError.
+    prepare: Callable[[Service], None] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -59,6 +67,8 @@ class Service:
         if self.pid():
             return "already running"
         self.home.mkdir(parents=True, exist_ok=True)
+        if self.prepare is not None:
+            self.prepare(self)
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -150,8 +160,71 @@ def faust_worker(name: str, role: str, metrics_port: int, home: Path, env: dict[
     return Service(name, FAUST_WORKER, worker_env, faust_ready, home)
 
 
+EDGE_VCL = REPO_ROOT / "infra" / "conf" / "varnish" / "edge.vcl"
+EDGE_STORAGE = "malloc,256m"
+
+
+def edge_address(edge_url: str) -> tuple[str, int]:
+    """The host and port the local edge listens on: those of EDGE_URL."""
+    parts = urllib.parse.urlsplit(edge_url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ServiceError(f"EDGE_URL must be http://host:port for the local edge, got {edge_url!r}")
+    return parts.hostname, parts.port or 80
+
+
+def varnishd_binary() -> str | None:
+    """varnishd from Debian's varnish package (in /usr/sbin, which a non-root PATH may lack)."""
+    return shutil.which("varnishd") or shutil.which("varnishd", path="/usr/sbin:/usr/local/sbin")
+
+
+def render_edge_vcl(backend_host: str, backend_port: int) -> str:
+    """infra/conf/varnish/edge.vcl with the API's address as its backend."""
+    template = EDGE_VCL.read_text()
+    return template.replace("{backend_host}", backend_host).replace("{backend_port}", str(backend_port))
+
+
+def edge_service(settings: Settings, home: Path | None = None, backend_port: int | None = None) -> Service:
+    """The CDN edge: Varnish on EDGE_URL's address in front of the API (``backend_port``: the API's port)."""
+    home = home or state_dir() / "services"
+    host, port = edge_address(settings.edge_url)
+    workdir = home / "edge"
+    vcl = workdir / "edge.vcl"
+    command = [
+        varnishd_binary() or "varnishd",
+        "-F",  # in the foreground: this Service is the supervisor, not systemd
+        "-n",
+        str(workdir / "varnish"),
+        "-a",
+        f"{host}:{port}",
+        "-T",
+        "127.0.0.1:0",  # the management CLI on a free loopback port (varnishadm -n finds it)
+        "-f",
+        str(vcl),
+        "-s",
+        EDGE_STORAGE,
+    ]
+
+    def prepare(service: Service) -> None:
+        if varnishd_binary() is None:
+            raise ServiceError(
+                "edge: varnishd not found: the CDN edge is Debian's varnish. "
+                "Install it with `apt-get install varnish` (infra/bootstrap.sh does this)."
+            )
+        if port_open(port, host):
+            raise ServiceError(
+                f"edge: port {port} ({host}) is in use by another program; stop it or set EDGE_URL to another port"
+            )
+        workdir.mkdir(parents=True, exist_ok=True)
+        vcl.write_text(render_edge_vcl(settings.api_host, backend_port or settings.api_port))
+
+    # Ready once it answers through to the API: the health route passes the edge.
+    return Service("edge", command, {}, http_ok(f"http://{host}:{port}/api/v1/health"), home, prepare=prepare)
+
+
 def platform_services(settings: Settings, transcode_workers: int, home: Path | None = None) -> list[Service]:
-    base = {"TOPIC_PREFIX": settings.topic_prefix, "PYTHONUNBUFFERED": "1"}
+    """The API and the workers (the edge is ``edge_service``, started beside them by ``main``)."""
+    # EDGE_URL: where the control worker's purges go (processors/cdn_purge.py); empty purges nothing.
+    base = {"TOPIC_PREFIX": settings.topic_prefix, "PYTHONUNBUFFERED": "1", "EDGE_URL": settings.edge_url}
     home = home or state_dir() / "services"
     api_url = f"http://{settings.api_host}:{settings.api_port}/api/v1/health"
     port = settings.metrics_port
@@ -190,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.services", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
-    services = platform_services(load_settings(), int(os.environ.get("TRANSCODE_WORKERS", "1")))
+    settings = load_settings()
+    services = platform_services(settings, int(os.environ.get("TRANSCODE_WORKERS", "1")))
+    if settings.edge_url:
+        services.insert(1, edge_service(settings))  # after the API it fronts, so it is stopped before it
     try:
         if args.command == "up":
             up(services)
