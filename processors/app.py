@@ -1,6 +1,6 @@
 """The one Faust app of the platform.
 
-    PROCESSOR_ROLE=control   faust -A processors.app worker   # probe/plan, manifests, lifecycle, engagement sinks
+    PROCESSOR_ROLE=control   faust -A processors.app worker   # probe/plan, manifests, lifecycle, CDN purge, engagement
     PROCESSOR_ROLE=transcode faust -A processors.app worker   # chunk encoders: run as many as you have cores
     PROCESSOR_ROLE=qoe       faust -A processors.app worker   # playback telemetry → QoE metrics
 
@@ -28,6 +28,7 @@ ROLE_MODULES: dict[str, list[str]] = {
         "processors.probe",
         "processors.package",
         "processors.lifecycle",
+        "processors.cdn_purge",
         "processors.engagement",
         "processors.recommend",
     ],
