@@ -49,7 +49,10 @@ class Platform:
 def platform(live_servers: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}."
     metrics = free_port()
-    settings = dataclasses.replace(live_servers, topic_prefix=prefix, api_port=free_port(), metrics_port=metrics)
+    # No CDN edge here (players talk to the API): the control worker has nothing to purge.
+    settings = dataclasses.replace(
+        live_servers, topic_prefix=prefix, api_port=free_port(), metrics_port=metrics, edge_url=""
+    )
     reconcile(settings)
     home = tmp_path_factory.mktemp("platform")
     services = platform_services(settings, transcode_workers=1, home=home)
