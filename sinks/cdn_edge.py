@@ -2,7 +2,6 @@
 
     edge = edge_from_settings(load_settings())   # CdnEdge(EDGE_URL), or NoEdge when EDGE_URL is empty
     await edge.purge_video(video_id)             # returns once the edge confirmed; raises EdgePurgeError otherwise
-    await edge.close()
 
 Locally the edge is Varnish (infra/conf/varnish/edge.vcl, started by infra/services.py): a ``BAN`` request with
 ``X-Purge-Video: <id>`` adds the ban ``obj.http.X-Video-Id == <id>``, which matches every cached file of the video
@@ -40,7 +39,8 @@ class Edge(Protocol):
 
 
 class CdnEdge:
-    """Purges of one edge over HTTP (aiohttp); one per process, its connections reused."""
+    """Purges of one edge over HTTP (aiohttp). Purges are rare (a few per video in its life), so each opens its
+    own connection unless a ``session`` is given to share."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 10.0, session: aiohttp.ClientSession | None = None) -> None:
         if not re.match(r"^https?://[^/]+", base_url):
@@ -48,22 +48,24 @@ class CdnEdge:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
-        self._own_session = session is None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-            self._own_session = True
-        return self._session
 
     async def purge_video(self, video_id: str) -> None:
         """Ban every cached object of ``video_id``; returns once the edge answered 200."""
         if not VIDEO_ID_RE.match(video_id):
             # Never a valid id: nothing of it can be cached (the API answers 404 for it), so nothing to purge.
             raise ValueError(f"not a video id: {video_id!r}")
+        if self._session is not None:
+            await self._ban(self._session, video_id)
+            return
+        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+            await self._ban(session, video_id)
+
+    async def _ban(self, session: aiohttp.ClientSession, video_id: str) -> None:
         url = f"{self.base_url}/api/v1/videos/{video_id}/"
         try:
-            async with self._client().request(BAN_METHOD, url, headers={PURGE_HEADER: video_id}) as reply:
+            async with session.request(
+                BAN_METHOD, url, headers={PURGE_HEADER: video_id}, timeout=self._timeout
+            ) as reply:
                 body = await reply.text(errors="replace")
                 if reply.status != 200:
                     raise EdgePurgeError(
@@ -73,9 +75,7 @@ class CdnEdge:
             raise EdgePurgeError(f"edge {self.base_url} unreachable for the purge of {video_id}: {exc!r}") from exc
 
     async def close(self) -> None:
-        if self._session is not None and self._own_session:
-            await self._session.close()
-        self._session = None
+        """Nothing to release: the session, when one was given, is its owner's to close."""
 
 
 class NoEdge:
