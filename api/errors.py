@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from cassandra import DriverException
 from cassandra.cluster import NoHostAvailable
@@ -119,6 +120,9 @@ def _to_response(exc: BaseException) -> web.Response:
             # The rest of an oversized body is not worth reading: close the connection after answering.
             response.force_close()
         return response
+    if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+        # aiohttp's parsers (a multipart part's headers, say) refusing what the client sent: the client's error.
+        return error_response(exc.code, "malformed request", exc.message or None)
     if isinstance(exc, PublishError):
         log.error("event not acknowledged by Kafka: %s", exc)
         return error_response(503, "event bus unavailable", "the event was not acknowledged; retry")

@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from minio.error import S3Error
 from yarl import URL
 
@@ -402,8 +403,8 @@ async def upload_video_form(request: web.Request) -> web.Response:
             if part.name in fields or len(fields) >= FORM_FIELDS_MAX:
                 raise InvalidRequest(detail={part.name: "is repeated, or too many fields"})
             fields[part.name] = await _read_field(part)
-    except ValueError as exc:  # aiohttp's multipart parser on a malformed body
-        raise InvalidRequest("malformed multipart body", str(exc)) from None
+    except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser on a malformed body
+        raise InvalidRequest("malformed multipart body", getattr(exc, "message", None) or str(exc)) from None
     if file_part is None:
         raise InvalidRequest(detail={"file": "is required, as the last part of the form"})
     try:
