@@ -23,10 +23,11 @@ from confluent_kafka.admin import NewTopic
 
 from api.access import PLAYBACK_AUDIENCE
 from api.app import init_app
+from api.config import ApiConfig
 from api.keys import auth_key, catalog_key
 from api.tokens import ALGORITHM
 from common.kafka import admin_client
-from common.settings import Settings
+from common.settings import KafkaSettings, Settings
 from common.storage import storage_client
 from sinks.catalog import Catalog
 from tests.auth_tools import sign_up
@@ -317,6 +318,35 @@ async def test_b_cannot_edit_a_video(client: Client, alice: Headers, bob: Header
     assert await status_of(client, "PATCH", f"/api/v1/videos/{private}", admin, json={"title": "moderated"}) == 200
     for video_id in (private, public):
         assert (await client.app[catalog_key].get_video(video_id)).title != "taken over"
+
+
+async def test_a_privacy_change_is_announced_once_and_nothing_else_is(client: Client, api_settings: Settings) -> None:
+    owner, principal = await sign_up(client, role="creator")
+    video_id = await create(client, owner, "public")
+    lifecycle = api_settings.topic("video.lifecycle")
+    start = await asyncio.to_thread(end_offsets, api_settings, lifecycle)
+    for change in ({"title": "same privacy"}, {"privacy": "public"}, {"privacy": "private", "title": "hidden"}):
+        assert await status_of(client, "PATCH", f"/api/v1/videos/{video_id}", owner, json=change) == 200
+    [event] = await asyncio.to_thread(events_for, api_settings, lifecycle, start, video_id)
+    assert (event["privacy"], event["previous_privacy"]) == ("PRIVATE", "PUBLIC")
+    assert event["changed_by"] == principal.account_id
+    # Only the one change: the edits that kept the privacy published nothing.
+    assert len(await asyncio.to_thread(events_for, api_settings, lifecycle, start, video_id, wait_for=0)) == 1
+
+
+async def test_an_unannounced_privacy_change_goes_back_and_is_a_503(
+    aiohttp_client: Any, api_settings: Settings
+) -> None:
+    # An API whose Kafka is unreachable: the edge would never hear of the change, so the change must not stand.
+    no_kafka = dataclasses.replace(api_settings, kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
+    broken: Client = await aiohttp_client(await init_app(no_kafka, ApiConfig(kafka_delivery_timeout_s=1)))
+    owner, _ = await sign_up(broken, role="creator")
+    video_id = await create(broken, owner, "public")
+    change = {"privacy": "private", "title": "renamed"}
+    async with broken.patch(f"/api/v1/videos/{video_id}", json=change, headers=owner) as response:
+        assert response.status == 503, await response.text()
+    video = await broken.app[catalog_key].get_video(video_id)
+    assert video.privacy == "public"  # still public, so a repeat of the PATCH is a change again
 
 
 # --- deleting -------------------------------------------------------------------------------------
