@@ -11,6 +11,7 @@ transcode workers run (default 1: each already uses both cores for its encoder t
 The edge is Debian's Varnish (`varnishd -F`, no system daemon) on the address of `EDGE_URL` (127.0.0.1:8081),
 with infra/conf/varnish/edge.vcl pointed at the API and its work directory under
 `$VIDPLAT_STATE_DIR/services/edge`; an empty `EDGE_URL` runs no edge (and the control worker purges nothing).
+Look inside with `varnishadm -n <absolute path of .state/services/edge/varnish> ban.list` (or varnishstat, varnishlog).
 Tests build their own `Service` list with another topic prefix and ports, and kill workers at will.
 """
 
