@@ -22,7 +22,7 @@ import json
 import time
 import urllib.request
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,61 +97,77 @@ def quantile_bound(before: dict[str, float], after: dict[str, float], name: str,
     return "n/a"
 
 
-async def play(api: str, sessions: list[simulate.Session], duration_s: float) -> tuple[int, int, int]:
-    """Post every session's events at their client time, one beacon per session per second."""
+async def play(api: str, sessions: list[simulate.Session], duration_s: float) -> tuple[int, Counter[str], int]:
+    """Post every session's events at their client time, one beacon per session per second (two when the
+    session moved to its next video within that second: a beacon names one video). A session's beacons go out
+    in order, one after the other, as one player's would; sessions post concurrently."""
     t0_ms = min(to_ms(s.events[0]["client_ts"]) for s in sessions)
     wall0 = time.monotonic()
-    batches: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    meta = {}
+    batches: dict[int, dict[str, dict[str | None, list[dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    devices = {session.session_id: session.device_class for session in sessions}
     for session in sessions:
         for event in session:
             if event["source"] != "SDK":
                 continue  # the simulator's CMCD request records are not SDK beacon events
             offset_s = (to_ms(event["client_ts"]) - t0_ms) // 1000
             if offset_s < duration_s:
-                batches[offset_s][session.session_id].append(beacon_event(event))
-                meta[session.session_id] = (event.get("video_id"), session.device_class)
-    accepted = refused = posted = 0
-    async with aiohttp.ClientSession() as http:
-        for second in range(int(duration_s)):
-            await asyncio.sleep(max(0.0, wall0 + second - time.monotonic()))
-            requests = []
-            for session_id, events in batches.get(second, {}).items():
-                video_id, device = meta[session_id]
-                body = {"session_id": session_id, "video_id": video_id, "device_class": device, "events": events}
-                requests.append(
-                    http.post(f"{api}/api/v1/telemetry", data=json.dumps(body), headers={"Content-Type": "text/plain"})
-                )
-            for reply in await asyncio.gather(*requests, return_exceptions=True):
-                posted += 1
-                if isinstance(reply, BaseException):
-                    refused += 1
-                    continue
-                async with reply:
+                batches[offset_s][session.session_id][event.get("video_id")].append(beacon_event(event))
+    accepted = posted = 0
+    refused: Counter[str] = Counter()
+
+    async def post_session(http: aiohttp.ClientSession, session_id: str, by_video: dict[str | None, Any]) -> None:
+        nonlocal accepted, posted
+        for video_id, events in by_video.items():
+            body = {"session_id": session_id, "video_id": video_id, "device_class": devices[session_id]}
+            body["events"] = events
+            posted += 1
+            try:
+                async with http.post(
+                    f"{api}/api/v1/telemetry", data=json.dumps(body), headers={"Content-Type": "text/plain"}
+                ) as reply:
                     if reply.status == 202:
                         accepted += (await reply.json())["accepted"]
                     else:
-                        refused += 1
+                        refused[f"HTTP {reply.status}"] += 1
+            except aiohttp.ClientError as exc:
+                refused[type(exc).__name__] += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+        for second in range(int(duration_s)):
+            await asyncio.sleep(max(0.0, wall0 + second - time.monotonic()))
+            await asyncio.gather(
+                *(post_session(http, sid, by_video) for sid, by_video in batches.get(second, {}).items())
+            )
     return accepted, refused, posted
 
 
-def stored_truth(sessions: list[simulate.Session], horizon_ms: int) -> tuple[int, int]:
-    """Views the simulator finished before the horizon, and how many are stored with the truth's numbers."""
+def stored_truth(sessions: list[simulate.Session], horizon_ms: int) -> tuple[int, int, list[str]]:
+    """Views the simulator finished before the horizon, how many are stored with the truth's numbers, and a
+    description of the first few that are not (missing, or which numbers differ)."""
     db = cassandra_session()
     lookup = db.prepare("SELECT metrics_json FROM qoe_views_by_id WHERE view_id = ?")
     finished = [v for s in sessions for v in s.views if v.close_ms and v.close_ms < horizon_ms - 60_000]
     matched = 0
+    mismatches: list[str] = []
     for truth in finished:
         row = db.execute(lookup, (truth.view_id,)).one()
         if row is None:
+            mismatches.append(f"{truth.view_id}: not stored (truth closed {truth.close_reason})")
             continue
         stored = json.loads(row.metrics_json)
-        if (stored["watch_time_ms"], stored["rebuffer_ms"], stored["rebuffer_count"]) == (
-            truth.watch_ms, truth.rebuffer_ms, truth.rebuffer_count,
-        ):  # fmt: skip
+        got = (stored["watch_time_ms"], stored["rebuffer_ms"], stored["rebuffer_count"])
+        want = (truth.watch_ms, truth.rebuffer_ms, truth.rebuffer_count)
+        if got == want:
             matched += 1
+        else:
+            mismatches.append(
+                f"{truth.view_id}: watch/rebuffer ms/count stored {got} closed {stored['close_reason']},"
+                f" truth {want} closed {truth.close_reason}"
+            )
     db.cluster.shutdown()
-    return len(finished), matched
+    return len(finished), matched, mismatches
 
 
 def main() -> None:
@@ -187,7 +203,8 @@ def main() -> None:
     processed = after.get('qoe_events_total{outcome="accepted"}', 0.0) - before.get(
         'qoe_events_total{outcome="accepted"}', 0.0
     )
-    print(f"players: {args.players}, beacons posted: {posted}, refused: {refused}, run: {elapsed:.0f} s", flush=True)
+    refusals = ", ".join(f"{reason} × {n}" for reason, n in refused.most_common()) or "none"
+    print(f"players: {args.players}, beacons posted: {posted}, refused: {refusals}, run: {elapsed:.0f} s", flush=True)
     print(f"collector accepted: {accepted / elapsed:,.1f} events/s ({accepted} events)")
     print(f"QoE worker processed during the run: {processed_during / elapsed:,.1f} events/s; {processed:.0f} in all")
     print(
@@ -199,8 +216,10 @@ def main() -> None:
     print(f"end-to-end ÷ raw produce rate = {processed_during / elapsed / raw:.4f}")
     lag = sum(v for k, v in after.items() if k.startswith("qoe_consumer_lag_messages"))
     print(f"QoE consumer lag 15 s after the run: {lag:.0f} messages")
-    finished, matched = stored_truth(sessions, start_ms + int(args.duration * 1000))
+    finished, matched, mismatches = stored_truth(sessions, start_ms + int(args.duration * 1000))
     print(f"views finished by the simulator: {finished}; stored with the truth's watch/rebuffer numbers: {matched}")
+    for line in mismatches[:5]:
+        print(f"  differs: {line}")
 
 
 if __name__ == "__main__":

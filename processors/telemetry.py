@@ -144,8 +144,9 @@ async def track(partition: int, value: dict[str, Any]) -> None:
     EVENTS_SEEN.labels("accepted" if state["counters"]["accepted"] > before else "duplicate").inc()
     ts = to_ms(value["client_ts"])
     watermark_by_partition[partition] = max(watermark_by_partition.get(partition, ts), ts)
-    await persist(key, state)
-    await record_progress(value)
+    # The resume position is a row of its own (the newest playhead wins by cell timestamp), so it is written
+    # alongside the state's rows rather than after them: one round trip per event, not two.
+    await asyncio.gather(persist(key, state), record_progress(value))
     received = value.get("received_ts")
     if received is not None:
         EVENT_FRESHNESS.observe(max(0.0, time.time() - received.timestamp()))
@@ -161,11 +162,13 @@ async def track(partition: int, value: dict[str, Any]) -> None:
 async def persist(key: str, state: dict[str, Any]) -> None:
     """Write what the state produced, then store the state (see the module docstring for why this order)."""
     drained = drain(state)
-    touched = update_tallies(state, drained.activity)
-    for metrics in drained.views:
-        await write_view(metrics)
+    touched, created = update_tallies(state, drained.activity)
+    writes = [write_view(metrics) for metrics in drained.views]
     if touched:
-        await store().write_session_tallies(state["session_id"], {k: state["tallies"][k] for k in touched})
+        tallies = {k: state["tallies"][k] for k in touched}
+        writes.append(store().write_session_tallies(state["session_id"], tallies, indexed=touched - created))
+    # The rows are independent of one another; only the state must wait for all of them.
+    await asyncio.gather(*writes)
     session_to_state[key] = state
 
 
@@ -185,16 +188,20 @@ async def write_view(metrics: ViewMetrics) -> None:
             mark_dirty(scope, granularity, window_start_ms(metrics.close_ts_ms, granularity))
 
 
-def update_tallies(state: dict[str, Any], activity: list[Any]) -> set[str]:
-    """Add each accepted event to the session's own counts per (scope, window); returns the keys touched."""
+def update_tallies(state: dict[str, Any], activity: list[Any]) -> tuple[set[str], set[str]]:
+    """Add each accepted event to the session's own counts per (scope, window); returns the keys touched and,
+    of those, the ones this session had no count for before."""
     tallies: dict[str, list[int]] = state.setdefault("tallies", {})
-    touched = set()
+    touched: set[str] = set()
+    created: set[str] = set()
     for record in activity:
         ts = int(record["ts_ms"])
         for scope in activity_scopes(record):
             for granularity in GRANULARITIES_S:
                 start = window_start_ms(ts, granularity)
                 key = f"{scope[0]}|{scope[1]}|{granularity}|{start}"
+                if key not in tallies:
+                    created.add(key)
                 counts = tallies.setdefault(key, [0, 0, 0])
                 counts[0] += 1
                 counts[1] += int(record.get("bytes") or 0)
@@ -205,7 +212,7 @@ def update_tallies(state: dict[str, Any], activity: list[Any]) -> set[str]:
         horizon = max(int(r["ts_ms"]) for r in activity) - TALLY_RETENTION_MS
         for key in [k for k in tallies if int(k.rsplit("|", 1)[1]) < horizon]:
             del tallies[key]
-    return touched
+    return touched, created
 
 
 def mark_dirty(scope: tuple[str, str], granularity: int, start_ms: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
@@ -166,8 +167,13 @@ class QoeStore:
                 writes.append(run(self.session, self._index, (granularity, start, *scope)))
         await asyncio.gather(*writes)
 
-    async def write_session_tallies(self, session_id: str, tallies: Mapping[str, Sequence[int]]) -> None:
-        """A session's absolute counts per (scope, window): `key` is "scope|scope_id|granularity_s|start_ms"."""
+    async def write_session_tallies(
+        self, session_id: str, tallies: Mapping[str, Sequence[int]], indexed: AbstractSet[str] = frozenset()
+    ) -> None:
+        """A session's absolute counts per (scope, window): `key` is "scope|scope_id|granularity_s|start_ms".
+
+        ``indexed`` names the keys whose window is already in the window index (the caller wrote it with an
+        earlier count that is in its stored state), so only the count is written for them."""
         writes = []
         for key, (events, byte_count, views_started) in tallies.items():
             scope, scope_id, granularity, start_ms = key.split("|", 3)
@@ -180,7 +186,8 @@ class QoeStore:
                     (scope, scope_id, g, start, session_id, events, byte_count, views_started),
                 )
             )
-            writes.append(run(self.session, self._index, (g, start, scope, scope_id)))
+            if key not in indexed:
+                writes.append(run(self.session, self._index, (g, start, scope, scope_id)))
         await asyncio.gather(*writes)
 
     async def write_progress(self, viewer_id: str, video_id: str, position_s: float, at: datetime) -> None:
