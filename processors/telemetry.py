@@ -169,6 +169,11 @@ async def persist(key: str, state: dict[str, Any]) -> None:
         writes.append(store().write_session_tallies(state["session_id"], tallies, indexed=touched - created))
     # The rows are independent of one another; only the state must wait for all of them.
     await asyncio.gather(*writes)
+    # Dirty only once the inputs are in Cassandra: a recompute that ran between marking and writing would read
+    # the old inputs and clear the mark, leaving the window one event short until something else touched it.
+    for tally_key in touched:
+        scope_kind, scope_id, granularity, start_ms = split_tally_key(tally_key)
+        mark_dirty((scope_kind, scope_id), granularity, start_ms)
     session_to_state[key] = state
 
 
@@ -207,12 +212,18 @@ def update_tallies(state: dict[str, Any], activity: list[Any]) -> tuple[set[str]
                 counts[1] += int(record.get("bytes") or 0)
                 counts[2] += int(bool(record.get("starts_view")))
                 touched.add(key)
-                mark_dirty(scope, granularity, start)
     if activity:
         horizon = max(int(r["ts_ms"]) for r in activity) - TALLY_RETENTION_MS
         for key in [k for k in tallies if int(k.rsplit("|", 1)[1]) < horizon]:
             del tallies[key]
     return touched, created
+
+
+def split_tally_key(key: str) -> tuple[str, str, int, int]:
+    """ "scope|scope_id|granularity_s|start_ms" → its parts (a scope id, sent by players, may hold a "|")."""
+    scope_kind, rest = key.split("|", 1)
+    scope_id, granularity, start_ms = rest.rsplit("|", 2)
+    return scope_kind, scope_id, int(granularity), int(start_ms)
 
 
 def mark_dirty(scope: tuple[str, str], granularity: int, start_ms: int) -> None:

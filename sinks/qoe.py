@@ -176,7 +176,8 @@ class QoeStore:
         earlier count that is in its stored state), so only the count is written for them."""
         writes = []
         for key, (events, byte_count, views_started) in tallies.items():
-            scope, scope_id, granularity, start_ms = key.split("|", 3)
+            scope, rest = key.split("|", 1)
+            scope_id, granularity, start_ms = rest.rsplit("|", 2)  # a scope id sent by a player may hold a "|"
             start = from_ms(int(start_ms))
             g = int(granularity)
             writes.append(

@@ -211,31 +211,35 @@ def test_a_worker_killed_mid_stream_writes_the_same_rows(live_servers: Settings,
     clean_rigs = fresh_rig(live_servers, tmp_path / "clean")
     clean = next(clean_rigs)
     worker = clean.worker("qoe-clean")
-    worker.start()
-    worker.wait_ready()
-    publish(clean.settings, deliveries)
-    baseline = snapshot(wait_until_equal(clean, sessions))
-    worker.stop()
-    next(clean_rigs, None)
+    try:
+        worker.start()
+        worker.wait_ready()
+        publish(clean.settings, deliveries)
+        baseline = snapshot(wait_until_equal(clean, sessions))
+    finally:
+        worker.stop()  # never left running behind a failed run, writing into the next tests' machine
+        next(clean_rigs, None)
 
     crash_rigs = fresh_rig(live_servers, tmp_path / "crash")
     crashed = next(crash_rigs)
     worker = crashed.worker("qoe-crash")
-    worker.start()
-    worker.wait_ready()
-    half = len(deliveries) // 2
-    publish(crashed.settings, deliveries[:half])
-    time.sleep(3)  # let it work through part of the stream, then kill it without warning
-    pid = worker.pid()
-    assert pid is not None
-    os.killpg(pid, signal.SIGKILL)
-    worker.stop()
-    publish(crashed.settings, deliveries[half:])
-    # Duplicate beacons on top: the same (session_id, seq) again must count once.
-    publish(crashed.settings, deliveries[: len(deliveries) // 10])
-    worker.start()
-    worker.wait_ready()
-    after = snapshot(wait_until_equal(crashed, sessions))
-    worker.stop()
-    next(crash_rigs, None)
+    try:
+        worker.start()
+        worker.wait_ready()
+        half = len(deliveries) // 2
+        publish(crashed.settings, deliveries[:half])
+        time.sleep(3)  # let it work through part of the stream, then kill it without warning
+        pid = worker.pid()
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        worker.stop()
+        publish(crashed.settings, deliveries[half:])
+        # Duplicate beacons on top: the same (session_id, seq) again must count once.
+        publish(crashed.settings, deliveries[: len(deliveries) // 10])
+        worker.start()
+        worker.wait_ready()
+        after = snapshot(wait_until_equal(crashed, sessions))
+    finally:
+        worker.stop()
+        next(crash_rigs, None)
     assert after == baseline
