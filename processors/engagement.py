@@ -22,20 +22,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
 from cassandra import DriverException
 from cassandra.cluster import NoHostAvailable
-from faust.types import EventT
 from prometheus_client import Counter
 
-from common.avro import default_codec
 from common.cassandra import cassandra_session
 from common.settings import load_settings
 from processors.app import app, topic_name
-from processors.dead_letters import dead_letter
+from processors.dead_letters import decode_one_of, decoded_records
 from sinks.engagement import EngagementStore
 from sinks.qoe import QoeStore
 
@@ -89,34 +87,11 @@ def progress_store() -> QoeStore:
     return QoeStore(_session())
 
 
-async def decode_record(event: EventT, records: tuple[str, ...], agent: str) -> tuple[str, dict[str, Any]] | None:
-    """(record name, value) of a message that is one of ``records``; None once anything else was dead-lettered.
-
-    Like processors.dead_letters.decoded, for a topic that carries more than one record."""
-    raw = event.value
-    errors = []
-    for record in records:
-        try:
-            return record, default_codec().decode(raw, record)
-        except ValueError as exc:  # UndecodableMessage: not this record, or not decodable at all
-            errors.append(exc)
-    await dead_letter(app, event, errors[-1], agent, raw if isinstance(raw, bytes) else None)
-    return None
-
-
-async def decoded_records(
-    stream: faust.StreamT, records: tuple[str, ...], agent: str
-) -> AsyncIterator[tuple[EventT, str, dict[str, Any]]]:
-    """Yield (event, record name, value) for each message of one of ``records``; dead-letter the others."""
-    async for event in stream.events():
-        found = await decode_record(event, records, agent)
-        if found is not None:
-            yield event, *found
-
-
 @app.agent(comments_topic)
 async def record_comments(stream: faust.StreamT) -> None:
-    async for _event, record, value in decoded_records(stream, ("CommentPosted", "CommentRemoved"), "record_comments"):
+    async for _event, record, value in decoded_records(
+        app, stream, ("CommentPosted", "CommentRemoved"), "record_comments"
+    ):
         apply = store().post_comment if record == "CommentPosted" else store().remove_comment
         await until_applied(functools.partial(apply, value), f"{record} {value['comment_id']}")
         ENGAGEMENT_EVENTS.labels(record).inc()
@@ -131,7 +106,7 @@ async def record_ratings(stream: faust.StreamT) -> None:
     async for events in batches(RATING_BATCH_MAX, within=RATING_BATCH_WITHIN_S):
         touched: set[tuple[str, int]] = set()
         for event in events:
-            found = await decode_record(event, ("RatingSet",), "record_ratings")
+            found = await decode_one_of(app, event, ("RatingSet",), "record_ratings")
             if found is None:
                 continue
             value = found[1]
@@ -147,7 +122,7 @@ async def write_rating(value: dict[str, Any], touched: set[tuple[str, int]]) -> 
 
 @app.agent(views_topic)
 async def record_views(stream: faust.StreamT) -> None:
-    async for _event, record, value in decoded_records(stream, ("ViewRecorded",), "record_views"):
+    async for _event, record, value in decoded_records(app, stream, ("ViewRecorded",), "record_views"):
         await until_applied(functools.partial(record_view, value), f"view of {value['video_id']}")
         ENGAGEMENT_EVENTS.labels(record).inc()
 

@@ -15,7 +15,7 @@ from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
 from common.avro import AvroCodec, schema_version
-from processors import engagement
+from processors import dead_letters, engagement
 from producers.engagement_events import rating_key, video_partition
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -67,7 +67,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeStore, list[tuple[str, s
 
     monkeypatch.setattr(engagement, "store", lambda: fake)
     monkeypatch.setattr(engagement, "progress_store", lambda: fake)
-    monkeypatch.setattr(engagement, "dead_letter", dead_letter)
+    monkeypatch.setattr(dead_letters, "dead_letter", dead_letter)
     return fake, parked
 
 
