@@ -10,8 +10,11 @@ stored, with absolute values under deterministic keys: if the worker dies in bet
 recompute the same rows (the restored state has not seen them), and if it dies after, the replayed events
 are duplicates the state ignores. Either way the rows equal those of a run without the crash.
 
-Views close on END, a fatal error, the next view, or 30 s of event-time inactivity (swept on each event
-with the partition's event-time watermark, and on a wall-clock timer for partitions that went quiet).
+Views close on END, a fatal error, the next view, or 30 s of inactivity. Inactivity is judged by the
+collector's clock (each event's ``received_ts``), not the players': a device whose clock is minutes off would
+otherwise see its views closed by other devices' event times on the same partition (or never closed). It is
+swept on each event with the partition's newest arrival time, and on a wall-clock timer for partitions that
+went quiet; replayed events carry the arrival times they had, so a replay closes views where the run did.
 Task `aggregate_windows` recomputes the window rows whose inputs changed, every few seconds; a window is
 `final` once it is a minute past its end; inputs that arrive later are counted in `qoe_late_inputs_total`
 and still recompute their window.
@@ -39,11 +42,11 @@ from infra.topics import load_specs
 from processors.app import app, topic_name
 from processors.dead_letters import decoded
 from processors.qoe.views import (
+    DEFAULT_INACTIVITY_S,
     ViewMetrics,
     apply,
     close,
     drain,
-    expire,
     expires_at,
     from_ms,
     new_session,
@@ -142,15 +145,18 @@ async def track(partition: int, value: dict[str, Any]) -> None:
         log.warning("event of %s refused: %s", session_id, exc)
         return
     EVENTS_SEEN.labels("accepted" if state["counters"]["accepted"] > before else "duplicate").inc()
-    ts = to_ms(value["client_ts"])
-    watermark_by_partition[partition] = max(watermark_by_partition.get(partition, ts), ts)
+    # Every event the session sent counts as a sign of life, as for its event-time clock (views.apply's last_ts),
+    # including one that waits in the reorder buffer for its predecessors.
+    arrived = arrival_ms(value)
+    state["last_arrival_ms"] = max(state.get("last_arrival_ms") or 0, arrived)
+    watermark_by_partition[partition] = max(watermark_by_partition.get(partition, arrived), arrived)
     # The resume position is a row of its own (the newest playhead wins by cell timestamp), so it is written
     # alongside the state's rows rather than after them: one round trip per event, not two.
     await asyncio.gather(persist(key, state), record_progress(value))
     received = value.get("received_ts")
     if received is not None:
         EVENT_FRESHNESS.observe(max(0.0, time.time() - received.timestamp()))
-    deadline = expires_at(state)
+    deadline = session_deadline(state)
     expiries = expiry_by_partition[partition]
     if deadline is None:
         expiries.pop(session_id, None)
@@ -240,16 +246,34 @@ async def record_progress(value: dict[str, Any]) -> None:
         await store().write_progress(viewer, value["video_id"], value["playhead_s"], value["client_ts"])
 
 
+def arrival_ms(value: dict[str, Any]) -> int:
+    """When the collector received the event (its clock); the player's time for events produced without one."""
+    received = value.get("received_ts")
+    return to_ms(received) if received is not None else to_ms(value["client_ts"])
+
+
+def session_deadline(state: dict[str, Any]) -> int | None:
+    """Collector time at which the session's open view expires (None when nothing is open)."""
+    if expires_at(state) is None:
+        return None
+    last_arrival = state.get("last_arrival_ms") or state["last_ts"]
+    return int(last_arrival + DEFAULT_INACTIVITY_S * 1000)
+
+
 def rebuild_expiry(partition: int) -> None:
     """After a (re)start, find this partition's open sessions in the restored table."""
     rebuilt_partitions.add(partition)
     for _key, state in session_to_state.items():
-        if state and state.get("partition", partition) == partition and (deadline := expires_at(state)) is not None:
+        if (
+            state
+            and state.get("partition", partition) == partition
+            and (deadline := session_deadline(state)) is not None
+        ):
             expiry_by_partition[partition][state["session_id"]] = deadline
 
 
 async def sweep(partition: int) -> None:
-    """Close the partition's sessions that were quiet for the inactivity timeout of event time."""
+    """Close the partition's sessions that were quiet for the inactivity timeout (by arrival time)."""
     watermark = watermark_by_partition.get(partition)
     expiries = expiry_by_partition[partition]
     if watermark is None:
@@ -258,7 +282,8 @@ async def sweep(partition: int) -> None:
         key = session_id
         state = session_to_state.get(key)
         expiries.pop(session_id, None)
-        if state is None or not expire(state, watermark):
+        deadline = session_deadline(state) if state is not None else None
+        if state is None or deadline is None or deadline > watermark:
             continue
         metrics = close(state, "inactive")
         if metrics is not None:

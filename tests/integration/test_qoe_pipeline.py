@@ -15,7 +15,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,9 @@ def rig(live_servers: Settings, tmp_path: Path) -> Iterator[QoeRig]:
     yield from fresh_rig(live_servers, tmp_path)
 
 
+SLOW_CLOCK_MS = 5 * 60 * 1000
+
+
 def recent_start_ms() -> int:
     # Sessions of the last ten minutes (all over by now), as a platform catching up after a pause sees them.
     return int(datetime.now(UTC).timestamp() * 1000) - 600_000
@@ -188,11 +191,21 @@ def recent_start_ms() -> int:
 @pytest.mark.timeout(600)
 def test_cassandra_equals_the_offline_recount(rig: QoeRig) -> None:
     sessions = simulate.generate(11, 80, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=6)
+    # Players whose clocks run five minutes slow, interleaved on the same partitions with the others: their
+    # views must be judged by the collector's clock, not cut short by the other players' event times.
+    slow = simulate.generate(12, 20, start_ms=recent_start_ms() - SLOW_CLOCK_MS, spread_ms=120_000, n_videos=6)
+    deliveries = simulate.deliveries(sessions, 11, duplicate_rate=0.15, max_delay_ms=2000)
+    for delivery in simulate.deliveries(slow, 12, duplicate_rate=0.15, max_delay_ms=2000):
+        received = delivery.event["received_ts"] + timedelta(milliseconds=SLOW_CLOCK_MS)
+        deliveries.append(delivery._replace(arrival_ms=delivery.arrival_ms + SLOW_CLOCK_MS))
+        delivery.event["received_ts"] = received
+    deliveries.sort(key=lambda d: (d.arrival_ms, d.tiebreak))
+    sessions += slow
     worker = rig.worker("qoe-oracle")
     worker.start()
     try:
         worker.wait_ready()
-        publish(rig.settings, simulate.deliveries(sessions, 11, duplicate_rate=0.15, max_delay_ms=2000))
+        publish(rig.settings, deliveries)
         result = wait_until_equal(rig, sessions)
     finally:
         worker.stop()
