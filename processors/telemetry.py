@@ -26,6 +26,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import time
 from collections import defaultdict
 from typing import Any
@@ -61,6 +62,10 @@ FINAL_AFTER_S = 60.0
 # A partition without events for this long (wall clock) is swept by the timer instead of by its stream.
 QUIET_AFTER_S = 10.0
 AGGREGATE_EVERY_S = 2.0
+# A window's row is recomputed from all of its inputs (every view and session row of the window), so a busy
+# 1-min window refreshed every 2 s would read its thousands of rows thirty times a minute. While open, a window
+# is refreshed at most this often per granularity; its final row is computed once it is final, whatever this says.
+REFRESH_EVERY_S = {10: 2.0, 60: 10.0}
 RECOMPUTE_BATCH = 32
 RECOVERY_HORIZON_MS = 30 * 60 * 1000
 # A session's tallies for windows older than this (event time) are dropped from its state.
@@ -110,6 +115,7 @@ next_offset_by_partition: dict[int, int] = {}
 rebuilt_partitions: set[int] = set()
 dirty_windows: set[tuple[str, str, int, int]] = set()
 pending_final: set[tuple[str, str, int, int]] = set()
+last_refresh: dict[tuple[str, str, int, int], float] = {}
 
 
 @functools.cache
@@ -357,8 +363,14 @@ def offsets_admin() -> AdminClient:
 async def aggregate_windows() -> None:
     """Recompute the window rows whose inputs changed, and once more when they become final."""
     now_ms = int(time.time() * 1000)
-    due = set(dirty_windows)
-    dirty_windows.clear()
+    now_wall = time.monotonic()
+    due = {
+        w
+        for w in dirty_windows
+        if now_wall - last_refresh.get(w, -math.inf) >= REFRESH_EVERY_S.get(w[2], AGGREGATE_EVERY_S)
+        or now_ms >= w[3] + w[2] * 1000 + FINAL_AFTER_S * 1000
+    }
+    dirty_windows.difference_update(due)  # the others stay dirty for a later round
     for window in list(pending_final):
         if now_ms >= window[3] + window[2] * 1000 + FINAL_AFTER_S * 1000:
             due.add(window)
@@ -371,8 +383,10 @@ async def recompute(window: tuple[str, str, int, int], now_ms: int) -> None:
     scope_kind, scope_id, granularity, start_ms = window
     end_ms = start_ms + granularity * 1000
     final = now_ms >= end_ms + FINAL_AFTER_S * 1000
+    last_refresh[window] = time.monotonic()
     await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
     if final:
+        last_refresh.pop(window, None)
         if window in pending_final:
             WINDOW_CLOSE_DELAY.observe((now_ms - end_ms) / 1000)
         pending_final.discard(window)
