@@ -67,6 +67,9 @@ AGGREGATE_EVERY_S = 2.0
 # is refreshed at most this often per granularity; its final row is computed once it is final, whatever this says.
 REFRESH_EVERY_S = {10: 2.0, 60: 10.0}
 RECOMPUTE_BATCH = 32
+# At most this many window rows per round: after a restart every window of the last half hour is due, and
+# recomputing them all in one go would hold the event stream back for as long (the rest wait a round or more).
+RECOMPUTE_PER_ROUND = 96
 RECOVERY_HORIZON_MS = 30 * 60 * 1000
 # A session's tallies for windows older than this (event time) are dropped from its state.
 TALLY_RETENTION_MS = 10 * 60 * 1000
@@ -375,6 +378,10 @@ async def aggregate_windows() -> None:
         if now_ms >= window[3] + window[2] * 1000 + FINAL_AFTER_S * 1000:
             due.add(window)
     ordered = sorted(due, key=lambda w: w[3])
+    # Oldest first; what does not fit this round stays dirty (a window due to become final also stays in
+    # pending_final until its final row is written).
+    dirty_windows.update(ordered[RECOMPUTE_PER_ROUND:])
+    ordered = ordered[:RECOMPUTE_PER_ROUND]
     for first in range(0, len(ordered), RECOMPUTE_BATCH):
         await asyncio.gather(*(recompute(window, now_ms) for window in ordered[first : first + RECOMPUTE_BATCH]))
 
