@@ -21,12 +21,10 @@ from aiohttp.test_utils import TestClient
 from api.app import init_app
 from api.config import ApiConfig
 from api.keys import catalog_key, qoe_store_key
-from common.cassandra import cassandra_session
 from common.settings import Settings
 from infra.services import Service, faust_worker
-from infra.topics import reconcile
-from sinks.migrate import migrate
 from tests.auth_tools import PASSWORD, profile_headers, sign_up, sign_up_tokens
+from tests.scratch import scratch_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,14 +34,8 @@ Client = TestClient[Any, Any]
 @pytest.fixture(scope="module")
 async def rig(live_servers: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
     """Topics and a keyspace of this module, and a control worker applying engagement events to them."""
-    unique = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        live_servers,
-        topic_prefix=f"test-api-engagement-{unique}.",
-        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_api_engagement_{unique}"),
-    )
-    await asyncio.to_thread(reconcile, settings)
-    await asyncio.to_thread(migrate, settings.cassandra)
+    platform = scratch_platform(live_servers, "api-engagement")
+    settings = await asyncio.to_thread(next, platform)
     home: Path = tmp_path_factory.mktemp("engagement-worker")
     env = {"TOPIC_PREFIX": settings.topic_prefix, "CASSANDRA_KEYSPACE": settings.cassandra.keyspace}
     worker: Service = faust_worker("api-engagement-worker", "control", 0, home, env)
@@ -53,9 +45,7 @@ async def rig(live_servers: Settings, tmp_path_factory: pytest.TempPathFactory) 
         yield settings
     finally:
         await asyncio.to_thread(worker.stop)
-        session = await asyncio.to_thread(cassandra_session, settings.cassandra)
-        await asyncio.to_thread(session.execute, f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
-        await asyncio.to_thread(session.cluster.shutdown)
+        await asyncio.to_thread(next, platform, None)
 
 
 @pytest.fixture

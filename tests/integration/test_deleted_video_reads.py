@@ -12,7 +12,6 @@ A keyspace and topics of its own (a fresh prefix); the API is in-process.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,11 +22,9 @@ from aiohttp.test_utils import TestClient
 
 from api.app import init_app
 from api.keys import catalog_key, discovery_key, engagement_store_key, qoe_store_key
-from common.cassandra import cassandra_session
 from common.settings import Settings
-from infra.topics import reconcile
-from sinks.migrate import migrate
 from tests.auth_tools import sign_up
+from tests.scratch import scratch_platform
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +33,9 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture(scope="module")
 async def rig(live_servers: Settings) -> AsyncIterator[Settings]:
-    unique = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        live_servers,
-        topic_prefix=f"test-deleted-{unique}.",
-        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_deleted_{unique}"),
-    )
-    await asyncio.to_thread(reconcile, settings)
-    await asyncio.to_thread(migrate, settings.cassandra)
-    yield settings
-    session = await asyncio.to_thread(cassandra_session, settings.cassandra, False)
-    await asyncio.to_thread(session.execute, f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
-    await asyncio.to_thread(session.cluster.shutdown)
+    platform = scratch_platform(live_servers, "deleted")
+    yield await asyncio.to_thread(next, platform)
+    await asyncio.to_thread(next, platform, None)
 
 
 @pytest.fixture

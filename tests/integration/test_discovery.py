@@ -25,11 +25,10 @@ from common.cassandra import cassandra_session
 from common.kafka import durable_producer
 from common.settings import Settings
 from infra.services import Service, faust_worker
-from infra.topics import reconcile
 from sinks.catalog import Catalog
 from sinks.discovery import Discovery
-from sinks.migrate import migrate
 from tests.auth_tools import sign_up
+from tests.scratch import scratch_platform
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec()
@@ -67,18 +66,7 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig_settings(live_servers: Settings) -> Iterator[Settings]:
-    unique = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        live_servers,
-        topic_prefix=f"test-disc-{unique}.",
-        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_disc_{unique}"),
-    )
-    reconcile(settings)
-    migrate(settings.cassandra)
-    yield settings
-    session = cassandra_session(settings.cassandra, keyspace=False)
-    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
-    session.cluster.shutdown()
+    yield from scratch_platform(live_servers, "disc")
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,10 @@ from common.cassandra import cassandra_session
 from common.kafka import consumer, durable_producer
 from common.settings import Settings
 from infra.services import Service, faust_worker
-from infra.topics import reconcile
 from producers.engagement_events import EngagementEvents, RatingValue, video_partition
 from producers.video_events import VideoEventPublisher
-from sinks.migrate import migrate
 from tests.kafka_tools import end_offsets
+from tests.scratch import scratch_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPICS = ("engagement.comments", "engagement.ratings", "engagement.views")
@@ -51,18 +50,12 @@ class Rig:
 
 @pytest.fixture
 def rig(live_servers: Settings, tmp_path: Path) -> Iterator[Rig]:
-    unique = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        live_servers,
-        topic_prefix=f"test-engagement-{unique}.",
-        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_engagement_{unique}"),
-    )
-    reconcile(settings)
-    migrate(settings.cassandra)
-    session = cassandra_session(settings.cassandra)
-    yield Rig(settings, session, tmp_path)
-    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
-    session.cluster.shutdown()
+    for settings in scratch_platform(live_servers, "engagement"):
+        session = cassandra_session(settings.cassandra)
+        try:
+            yield Rig(settings, session, tmp_path)
+        finally:
+            session.cluster.shutdown()
 
 
 @dataclasses.dataclass

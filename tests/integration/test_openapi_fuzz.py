@@ -27,12 +27,9 @@ from schemathesis.checks import not_a_server_error
 
 from api.app import init_app
 from api.openapi import load_document
-from common.cassandra import cassandra_session
-from common.kafka import admin_client
 from common.settings import Settings
-from infra.topics import reconcile
-from sinks.migrate import migrate
 from tests.auth_tools import PASSWORD
+from tests.scratch import scratch_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,27 +75,7 @@ class ServerThread:
 @pytest.fixture(scope="module")
 def fuzz_settings(live_servers: Settings) -> Iterator[Settings]:
     """Topics and a keyspace of this module: what the fuzzer writes lands nowhere else."""
-    unique = uuid.uuid4().hex[:8]
-    settings_ = dataclasses.replace(
-        live_servers,
-        topic_prefix=f"test-fuzz-{unique}.",
-        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_fuzz_{unique}"),
-    )
-    reconcile(settings_)
-    migrate(settings_.cassandra)
-    try:
-        yield settings_
-    finally:
-        admin = admin_client(settings_.kafka)
-        topics = [name for name in admin.list_topics(timeout=30).topics if name.startswith(settings_.topic_prefix)]
-        if topics:
-            for future in admin.delete_topics(topics).values():
-                future.result(timeout=60)
-        session = cassandra_session(settings_.cassandra)
-        try:
-            session.execute(f"DROP KEYSPACE IF EXISTS {settings_.cassandra.keyspace}", timeout=120)
-        finally:
-            session.cluster.shutdown()
+    yield from scratch_platform(live_servers, "fuzz")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import math
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -28,10 +27,9 @@ from common.cassandra import cassandra_session
 from common.kafka import durable_producer
 from common.settings import Settings
 from infra.services import Service, faust_worker
-from infra.topics import reconcile
 from processors.qoe import simulate
 from processors.qoe.views import ViewMetrics, from_ms
-from sinks.migrate import migrate
+from tests.scratch import scratch_platform
 from tests.unit.qoe.test_qoe_oracle import check_views, pct
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,18 +61,12 @@ class QoeRig:
 
 
 def fresh_rig(live_servers: Settings, home: Path) -> Iterator[QoeRig]:
-    unique = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(
-        live_servers,
-        topic_prefix=f"test-qoe-{unique}.",
-        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_qoe_{unique}"),
-    )
-    reconcile(settings)
-    migrate(settings.cassandra)
-    session = cassandra_session(settings.cassandra)
-    yield QoeRig(settings, session, home)
-    session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
-    session.cluster.shutdown()
+    for settings in scratch_platform(live_servers, "qoe"):
+        session = cassandra_session(settings.cassandra)
+        try:
+            yield QoeRig(settings, session, home)
+        finally:
+            session.cluster.shutdown()
 
 
 def publish(settings: Settings, deliveries: list[simulate.Delivery]) -> None:

@@ -1,0 +1,49 @@
+"""A platform of a test module's own on the shared servers: topics under a fresh prefix, a fresh keyspace.
+
+    @pytest.fixture(scope="module")
+    def rig_settings(live_servers: Settings) -> Iterator[Settings]:
+        yield from scratch_platform(live_servers, "disc")
+
+Every topic of topics.yaml exists under ``test-<name>-<id>.`` and every migration is applied to
+``test_<name>_<id>`` while the caller holds the settings; afterwards both are removed, so what a test writes
+lands nowhere else and does not stay behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+
+from common.cassandra import cassandra_session
+from common.kafka import admin_client
+from common.settings import Settings
+from infra.topics import reconcile
+from sinks.migrate import migrate
+
+
+def scratch_platform(live_servers: Settings, name: str) -> Iterator[Settings]:
+    unique = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        live_servers,
+        topic_prefix=f"test-{name}-{unique}.",
+        cassandra=dataclasses.replace(live_servers.cassandra, keyspace=f"test_{name.replace('-', '_')}_{unique}"),
+    )
+    reconcile(settings)
+    migrate(settings.cassandra)
+    try:
+        yield settings
+    finally:
+        drop_scratch_platform(settings)
+
+
+def drop_scratch_platform(settings: Settings) -> None:
+    admin = admin_client(settings.kafka)
+    topics = [name for name in admin.list_topics(timeout=30).topics if name.startswith(settings.topic_prefix)]
+    for future in admin.delete_topics(topics).values() if topics else ():
+        future.result(timeout=60)
+    session = cassandra_session(settings.cassandra, keyspace=False)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
+    finally:
+        session.cluster.shutdown()
