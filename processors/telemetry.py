@@ -54,7 +54,7 @@ from processors.qoe.views import (
     to_ms,
 )
 from processors.qoe.windows import GRANULARITIES_S, activity_scopes
-from sinks.qoe import QoeStore, window_start_ms
+from sinks.qoe import QoeStore, split_tally_key, tally_key, window_start_ms
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,8 @@ async def persist(key: str, state: dict[str, Any]) -> None:
     await asyncio.gather(*writes)
     # Dirty only once the inputs are in Cassandra: a recompute that ran between marking and writing would read
     # the old inputs and clear the mark, leaving the window one event short until something else touched it.
-    for tally_key in touched:
-        scope_kind, scope_id, granularity, start_ms = split_tally_key(tally_key)
+    for key_touched in touched:
+        scope_kind, scope_id, granularity, start_ms = split_tally_key(key_touched)
         mark_dirty((scope_kind, scope_id), granularity, start_ms)
     session_to_state[key] = state
 
@@ -219,7 +219,7 @@ def update_tallies(state: dict[str, Any], activity: list[Any]) -> tuple[set[str]
         for scope in activity_scopes(record):
             for granularity in GRANULARITIES_S:
                 start = window_start_ms(ts, granularity)
-                key = f"{scope[0]}|{scope[1]}|{granularity}|{start}"
+                key = tally_key(scope, granularity, start)
                 if key not in tallies:
                     created.add(key)
                 counts = tallies.setdefault(key, [0, 0, 0])
@@ -229,21 +229,19 @@ def update_tallies(state: dict[str, Any], activity: list[Any]) -> tuple[set[str]
                 touched.add(key)
     if activity:
         horizon = max(int(r["ts_ms"]) for r in activity) - TALLY_RETENTION_MS
-        for key in [k for k in tallies if int(k.rsplit("|", 1)[1]) < horizon]:
+        for key in [k for k in tallies if split_tally_key(k)[3] < horizon]:
             del tallies[key]
     return touched, created
 
 
-def split_tally_key(key: str) -> tuple[str, str, int, int]:
-    """ "scope|scope_id|granularity_s|start_ms" → its parts (a scope id, sent by players, may hold a "|")."""
-    scope_kind, rest = key.split("|", 1)
-    scope_id, granularity, start_ms = rest.rsplit("|", 2)
-    return scope_kind, scope_id, int(granularity), int(start_ms)
+def final_at_ms(granularity_s: int, start_ms: int) -> int:
+    """When a window's row becomes final: FINAL_AFTER_S past its end."""
+    return start_ms + granularity_s * 1000 + int(FINAL_AFTER_S * 1000)
 
 
 def mark_dirty(scope: tuple[str, str], granularity: int, start_ms: int) -> None:
     window = (scope[0], scope[1], granularity, start_ms)
-    if time.time() * 1000 - (start_ms + granularity * 1000) > FINAL_AFTER_S * 1000:
+    if time.time() * 1000 > final_at_ms(granularity, start_ms):
         LATE_INPUTS.inc()
     dirty_windows.add(window)
 
@@ -291,8 +289,7 @@ async def sweep(partition: int) -> None:
         key = session_id
         state = session_to_state.get(key)
         expiries.pop(session_id, None)
-        deadline = session_deadline(state) if state is not None else None
-        if state is None or deadline is None or deadline > watermark:
+        if state is None or (deadline := session_deadline(state)) is None or deadline > watermark:
             continue
         metrics = close(state, "inactive")
         if metrics is not None:
@@ -371,11 +368,11 @@ async def aggregate_windows() -> None:
         w
         for w in dirty_windows
         if now_wall - last_refresh.get(w, -math.inf) >= REFRESH_EVERY_S.get(w[2], AGGREGATE_EVERY_S)
-        or now_ms >= w[3] + w[2] * 1000 + FINAL_AFTER_S * 1000
+        or now_ms >= final_at_ms(w[2], w[3])
     }
     dirty_windows.difference_update(due)  # the others stay dirty for a later round
     for window in list(pending_final):
-        if now_ms >= window[3] + window[2] * 1000 + FINAL_AFTER_S * 1000:
+        if now_ms >= final_at_ms(window[2], window[3]):
             due.add(window)
     ordered = sorted(due, key=lambda w: w[3])
     # Oldest first; what does not fit this round stays dirty (a window due to become final also stays in
@@ -389,7 +386,7 @@ async def aggregate_windows() -> None:
 async def recompute(window: tuple[str, str, int, int], now_ms: int) -> None:
     scope_kind, scope_id, granularity, start_ms = window
     end_ms = start_ms + granularity * 1000
-    final = now_ms >= end_ms + FINAL_AFTER_S * 1000
+    final = now_ms >= final_at_ms(granularity, start_ms)
     last_refresh[window] = time.monotonic()
     await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
     if final:

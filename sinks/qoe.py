@@ -46,6 +46,18 @@ def window_start_ms(ts_ms: int, granularity_s: int) -> int:
     return ts_ms - ts_ms % g
 
 
+def tally_key(scope: Sequence[str], granularity_s: int, start_ms: int) -> str:
+    """The key of a session's count in one window: "scope|scope_id|granularity_s|start_ms"."""
+    return f"{scope[0]}|{scope[1]}|{granularity_s}|{start_ms}"
+
+
+def split_tally_key(key: str) -> tuple[str, str, int, int]:
+    """``tally_key``'s parts again (a scope id, sent by players, may hold a "|")."""
+    scope_kind, rest = key.split("|", 1)
+    scope_id, granularity, start_ms = rest.rsplit("|", 2)
+    return scope_kind, scope_id, int(granularity), int(start_ms)
+
+
 def day_of(ts: datetime) -> date:
     return ts.astimezone(UTC).date()
 
@@ -176,10 +188,8 @@ class QoeStore:
         earlier count that is in its stored state), so only the count is written for them."""
         writes = []
         for key, (events, byte_count, views_started) in tallies.items():
-            scope, rest = key.split("|", 1)
-            scope_id, granularity, start_ms = rest.rsplit("|", 2)  # a scope id sent by a player may hold a "|"
-            start = from_ms(int(start_ms))
-            g = int(granularity)
+            scope, scope_id, g, start_ms = split_tally_key(key)
+            start = from_ms(start_ms)
             writes.append(
                 run(
                     self.session,
