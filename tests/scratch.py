@@ -14,10 +14,14 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+
+from cassandra.cluster import Session
 
 from common.cassandra import cassandra_session
 from common.kafka import admin_client
 from common.settings import Settings
+from infra.services import Service, faust_worker
 from infra.topics import reconcile
 from sinks.migrate import migrate
 
@@ -47,3 +51,26 @@ def drop_scratch_platform(settings: Settings) -> None:
         session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}", timeout=120)
     finally:
         session.cluster.shutdown()
+
+
+@dataclasses.dataclass
+class WorkerRig:
+    """A scratch platform with a Cassandra session on its keyspace and a home for workers of one role."""
+
+    settings: Settings
+    session: Session
+    home: Path
+    role: str
+
+    def worker(self, name: str) -> Service:
+        env = {"TOPIC_PREFIX": self.settings.topic_prefix, "CASSANDRA_KEYSPACE": self.settings.cassandra.keyspace}
+        return faust_worker(name, self.role, 0, self.home, env)
+
+
+def scratch_worker_rig(live_servers: Settings, name: str, role: str, home: Path) -> Iterator[WorkerRig]:
+    for settings in scratch_platform(live_servers, name):
+        session = cassandra_session(settings.cassandra)
+        try:
+            yield WorkerRig(settings, session, home, role)
+        finally:
+            session.cluster.shutdown()

@@ -20,42 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassandra.cluster import Session
 from confluent_kafka import TopicPartition
 
 from common.avro import AvroCodec
-from common.cassandra import cassandra_session
 from common.kafka import consumer, durable_producer
 from common.settings import Settings
-from infra.services import Service, faust_worker
 from producers.engagement_events import EngagementEvents, RatingValue, video_partition
 from producers.video_events import VideoEventPublisher
 from tests.kafka_tools import end_offsets
-from tests.scratch import scratch_platform
+from tests.scratch import WorkerRig as Rig
+from tests.scratch import scratch_worker_rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPICS = ("engagement.comments", "engagement.ratings", "engagement.views")
 
 
-@dataclasses.dataclass
-class Rig:
-    settings: Settings
-    session: Session
-    home: Path
-
-    def worker(self, name: str) -> Service:
-        env = {"TOPIC_PREFIX": self.settings.topic_prefix, "CASSANDRA_KEYSPACE": self.settings.cassandra.keyspace}
-        return faust_worker(name, "control", 0, self.home, env)
-
-
 @pytest.fixture
 def rig(live_servers: Settings, tmp_path: Path) -> Iterator[Rig]:
-    for settings in scratch_platform(live_servers, "engagement"):
-        session = cassandra_session(settings.cassandra)
-        try:
-            yield Rig(settings, session, tmp_path)
-        finally:
-            session.cluster.shutdown()
+    yield from scratch_worker_rig(live_servers, "engagement", "control", tmp_path)
 
 
 @dataclasses.dataclass

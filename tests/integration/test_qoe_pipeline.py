@@ -7,7 +7,6 @@ killed with SIGKILL mid-stream, restarted, and the rows must equal those of the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -20,16 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassandra.cluster import Session
 
 from common.avro import AvroCodec
-from common.cassandra import cassandra_session
 from common.kafka import durable_producer
 from common.settings import Settings
-from infra.services import Service, faust_worker
 from processors.qoe import simulate
 from processors.qoe.views import ViewMetrics, from_ms
-from tests.scratch import scratch_platform
+from tests.scratch import WorkerRig as QoeRig
+from tests.scratch import scratch_worker_rig
 from tests.unit.qoe.test_qoe_oracle import check_views, pct
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -49,24 +46,8 @@ WINDOW_COUNTS = {
 }
 
 
-@dataclasses.dataclass
-class QoeRig:
-    settings: Settings
-    session: Session
-    home: Path
-
-    def worker(self, name: str) -> Service:
-        env = {"TOPIC_PREFIX": self.settings.topic_prefix, "CASSANDRA_KEYSPACE": self.settings.cassandra.keyspace}
-        return faust_worker(name, "qoe", 0, self.home, env)
-
-
 def fresh_rig(live_servers: Settings, home: Path) -> Iterator[QoeRig]:
-    for settings in scratch_platform(live_servers, "qoe"):
-        session = cassandra_session(settings.cassandra)
-        try:
-            yield QoeRig(settings, session, home)
-        finally:
-            session.cluster.shutdown()
+    yield from scratch_worker_rig(live_servers, "qoe", "qoe", home)
 
 
 def publish(settings: Settings, deliveries: list[simulate.Delivery]) -> None:
