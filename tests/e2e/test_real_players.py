@@ -99,7 +99,9 @@ def test_a_real_player_with_cmcd_and_our_sdk_lands_in_the_qoe_tables(platform: P
         )
         views = listed["views"]
         time.sleep(1)
-    assert len(views) == 1, f"no QoE view for session {session_id}"
+    # The worker's log says why when the view never showed (a rebalance, a refused event, a stalled store).
+    qoe_log = platform.service("qoe-worker").log_path.read_text(errors="replace")[-4000:]
+    assert len(views) == 1, f"no QoE view for session {session_id}; the QoE worker's log ends:\n{qoe_log}"
     [row] = views
     page_watch_ms = outcome["timeline"]["ended_ms"]
     page_kbps = page_bitrate_kbps(outcome)
