@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 
 from common.settings import CassandraSettings, load_settings
+
+# A node that went away (restarted, killed) is tried again within this long once it is back: the driver's
+# default waits up to ten minutes between tries, and every agent retrying a write waits for the reconnection.
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 10.0
 
 
 def cassandra_cluster(settings: CassandraSettings | None = None) -> Cluster:
@@ -22,6 +27,7 @@ def cassandra_cluster(settings: CassandraSettings | None = None) -> Cluster:
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         auth_provider=auth,
         protocol_version=5,
+        reconnection_policy=ExponentialReconnectionPolicy(RECONNECT_FIRST_S, RECONNECT_MAX_S),
     )
 
 

@@ -205,6 +205,10 @@ def tail(path: Path, lines: int = 25) -> str:
 # --------------------------------------------------------------------------------------------------
 # Servers
 
+# The servers this process started, for as long as it runs: they outlive it by design, and holding their
+# handles keeps Python from warning about a child it forgot (a test restarts Cassandra in-process).
+STARTED_HERE: list[subprocess.Popen[bytes]] = []
+
 
 @dataclass
 class Server:
@@ -274,6 +278,7 @@ class Server:
                     start_new_session=True,  # survives the shell that ran `up`
                 )
             self.pid_file.write_text(str(proc.pid))
+            STARTED_HERE.append(proc)
             pid = proc.pid
             log(f"{self.name}: started pid {pid}, waiting for health …")
         deadline = time.monotonic() + self.health_timeout_s

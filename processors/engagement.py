@@ -14,26 +14,23 @@ Agents:
 
 Every write is idempotent (deterministic keys, event-time cell timestamps, totals recounted from rows), so
 at-least-once delivery and replays after a crash leave the same rows. A message that does not decode goes to
-`<topic>.dlq` and the partition keeps flowing.
+`<topic>.dlq` and the partition keeps flowing; a Cassandra failure is waited out (processors/retry.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
-from cassandra import DriverException
-from cassandra.cluster import NoHostAvailable
 from prometheus_client import Counter
 
 from common.cassandra import cassandra_session
 from common.settings import load_settings
 from processors.app import app, topic_name
 from processors.dead_letters import decode_one_of, decoded_records
+from processors.retry import until_applied
 from sinks.engagement import EngagementStore
 from sinks.qoe import QoeStore
 
@@ -43,33 +40,11 @@ log = logging.getLogger(__name__)
 RATING_BATCH_MAX = 500
 RATING_BATCH_WITHIN_S = 0.25
 
-# Cassandra failures are waited out, never dead-lettered: the partition pauses and nothing is lost.
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 10.0
-
 ENGAGEMENT_EVENTS = Counter("engagement_events_total", "Engagement events applied to Cassandra", ["record"])
 
 comments_topic = app.topic(topic_name("engagement.comments"), key_serializer="raw", value_serializer="raw")
 ratings_topic = app.topic(topic_name("engagement.ratings"), key_serializer="raw", value_serializer="raw")
 views_topic = app.topic(topic_name("engagement.views"), key_serializer="raw", value_serializer="raw")
-
-
-CASSANDRA_RETRIES = Counter("engagement_cassandra_retries_total", "Engagement writes retried after a Cassandra failure")
-
-
-async def until_applied(step: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run ``step`` until it succeeds. Every step is idempotent, so running it again after a failure (a timeout
-    may have applied part of it) is safe; giving up would let Faust ack an event that was never applied."""
-    delay = RETRY_FIRST_S
-    while True:
-        try:
-            await step()
-            return
-        except (DriverException, NoHostAvailable) as exc:  # timeouts, unavailable replicas, no host at all
-            CASSANDRA_RETRIES.inc()
-            log.warning("%s failed (%r); retrying in %.1f s", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
 
 
 @functools.cache

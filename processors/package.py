@@ -15,6 +15,7 @@ that points at a missing object.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import tempfile
@@ -43,6 +44,7 @@ from processors.media.manifests import (
 from processors.media.tools import FFMPEG, ToolLimits, run_tool, untrusted_input_args
 from processors.plan import ladder_from_json
 from processors.resources import catalog, download, upload, work_dir
+from processors.retry import until_applied
 from processors.status import publish_status
 from sinks.catalog import Segment
 
@@ -60,7 +62,8 @@ segment_ready_topic = app.topic(topic_name("video.segment-ready"), key_serialize
 @app.agent(segment_ready_topic)
 async def assemble_manifests(stream: faust.StreamT) -> None:
     async for _event, ready in decoded(app, stream, "SegmentReady", "assemble_manifests"):
-        await assemble(ready)
+        # Idempotent as a whole (rows by key, manifests rewritten, statuses republished), so retried as a whole.
+        await until_applied(functools.partial(assemble, ready), f"segments of {ready['video_id']}")
 
 
 async def assemble(ready: dict[str, Any]) -> None:

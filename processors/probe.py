@@ -9,6 +9,7 @@ the work out as TranscodeRequested events (processors/plan.py says in which orde
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from processors.media.ladder import ladder_chunks, plan_ladder
 from processors.media.probe import RejectedUpload, SourceInfo, probe_source
 from processors.plan import Source, plan_to_json, transcode_requests
 from processors.resources import catalog, download, upload, work_dir
+from processors.retry import until_applied
 from processors.status import publish_status
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ _partition_count: int | None = None
 async def plan_transcodes(stream: faust.StreamT) -> None:
     async for _event, upload_event in decoded(app, stream, "VideoUploaded", "plan_transcodes"):
         with PROBE_SECONDS.time():
-            await plan_one(upload_event)
+            # A replayed upload is skipped by plan_one itself, so a retry after a store failure is safe.
+            await until_applied(functools.partial(plan_one, upload_event), f"plan of {upload_event['video_id']}")
 
 
 async def plan_one(uploaded: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ from common.settings import load_settings
 from infra.topics import load_specs
 from processors.app import app, topic_name
 from processors.dead_letters import decoded
+from processors.retry import until_applied
 from sinks.discovery import Discovery, hour_of
 
 log = logging.getLogger(__name__)
@@ -138,9 +139,15 @@ async def count_views(stream: faust.StreamT) -> None:
         hour_ms = int(hour.timestamp() * 1000)
         before = video_to_views[video_id]
         after = counted(before, hour_ms)
-        await discovery().record_views(
-            video_id, after["total"], int(before.get("total", 0)), hour, after["hours"][str(hour_ms)]
+        record = functools.partial(
+            discovery().record_views,
+            video_id,
+            after["total"],
+            int(before.get("total", 0)),
+            hour,
+            after["hours"][str(hour_ms)],
         )
+        await until_applied(record, f"view counts of {video_id}")
         await views_by_viewer_topic.send(
             key=viewer_of(view),
             value=ViewerView(viewer_of(view), video_id, int(viewed_at.timestamp() * 1000)),
@@ -154,7 +161,7 @@ async def count_views(stream: faust.StreamT) -> None:
 async def pair_co_watches(stream: faust.StreamT[ViewerView]) -> None:
     async for view in stream:
         recent, pairs = with_view(viewer_to_recent[view.viewer_id], view.video_id)
-        await discovery().set_recent(view.viewer_id, recent)
+        await until_applied(functools.partial(discovery().set_recent, view.viewer_id, recent), "recent views")
         if pairs:
             await co_watches_topic.send(key=view.video_id, value=CoWatch(view.video_id, pairs))
             for other in pairs:
@@ -167,5 +174,6 @@ async def pair_co_watches(stream: faust.StreamT[ViewerView]) -> None:
 async def tally_co_watches(stream: faust.StreamT[CoWatch]) -> None:
     async for co_watch in stream:
         neighbours = with_co_watches(video_to_neighbours[co_watch.video_id], co_watch.others, co_watch.video_id)
-        await discovery().set_co_watched(co_watch.video_id, neighbours)
+        set_neighbours = functools.partial(discovery().set_co_watched, co_watch.video_id, neighbours)
+        await until_applied(set_neighbours, f"co-watches of {co_watch.video_id}")
         video_to_neighbours[co_watch.video_id] = neighbours

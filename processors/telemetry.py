@@ -29,6 +29,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -54,6 +55,7 @@ from processors.qoe.views import (
     to_ms,
 )
 from processors.qoe.windows import GRANULARITIES_S, activity_scopes
+from processors.retry import is_transient, until_applied
 from sinks.qoe import QoeStore, split_tally_key, tally_key, window_start_ms
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,11 @@ watermark_by_partition: dict[int, int] = {}
 last_event_wall_by_partition: dict[int, float] = {}
 next_offset_by_partition: dict[int, int] = {}
 rebuilt_partitions: set[int] = set()
+# The partition whose event the agent is handling right now (its stored states may be about to change).
+processing_partition: int | None = None
+# Sessions the quiet-partition timer wrote the closing rows of, with the deadline it closed them at: their
+# stored state stays open (only the stream changes the table), so this keeps the timer from writing them again.
+timer_closed: dict[str, int] = {}
 dirty_windows: set[tuple[str, str, int, int]] = set()
 pending_final: set[tuple[str, str, int, int]] = set()
 last_refresh: dict[tuple[str, str, int, int], float] = {}
@@ -134,8 +141,13 @@ async def track_views(stream: faust.StreamT) -> None:
         next_offset_by_partition[partition] = event.message.offset + 1
         if partition not in rebuilt_partitions:
             rebuild_expiry(partition)
-        await track(partition, value)
-        await sweep(partition)
+        global processing_partition
+        processing_partition = partition
+        try:
+            await track(partition, value)
+            await sweep(partition)
+        finally:
+            processing_partition = None
 
 
 async def track(partition: int, value: dict[str, Any]) -> None:
@@ -161,7 +173,8 @@ async def track(partition: int, value: dict[str, Any]) -> None:
     watermark_by_partition[partition] = max(watermark_by_partition.get(partition, arrived), arrived)
     # The resume position is a row of its own (the newest playhead wins by cell timestamp), so it is written
     # alongside the state's rows rather than after them: one round trip per event, not two.
-    await asyncio.gather(persist(key, state), record_progress(value))
+    progress = functools.partial(record_progress, value)
+    await asyncio.gather(persist(key, state), until_applied(progress, f"progress of session {key}"))
     received = value.get("received_ts")
     if received is not None:
         EVENT_FRESHNESS.observe(max(0.0, time.time() - received.timestamp()))
@@ -174,26 +187,51 @@ async def track(partition: int, value: dict[str, Any]) -> None:
     OPEN_SESSIONS.set(sum(len(e) for e in expiry_by_partition.values()))
 
 
-async def persist(key: str, state: dict[str, Any]) -> None:
+async def persist(key: str, state: dict[str, Any], closed: ViewMetrics | None = None) -> None:
     """Write what the state produced, then store the state (see the module docstring for why this order)."""
-    drained = drain(state)
-    touched, created = update_tallies(state, drained.activity)
-    writes = [write_view(metrics) for metrics in drained.views]
-    if touched:
-        tallies = {k: state["tallies"][k] for k in touched}
-        writes.append(store().write_session_tallies(state["session_id"], tallies, indexed=touched - created))
-    # The rows are independent of one another; only the state must wait for all of them.
-    await asyncio.gather(*writes)
-    # Dirty only once the inputs are in Cassandra: a recompute that ran between marking and writing would read
-    # the old inputs and clear the mark, leaving the window one event short until something else touched it.
-    for key_touched in touched:
-        scope_kind, scope_id, granularity, start_ms = split_tally_key(key_touched)
-        mark_dirty((scope_kind, scope_id), granularity, start_ms)
+    produced = take_produced(state, closed)
+    await until_applied(functools.partial(write_produced, produced), f"QoE rows of session {state['session_id']}")
     session_to_state[key] = state
 
 
-async def write_view(metrics: ViewMetrics) -> None:
-    await store().write_view(metrics)
+@dataclass(frozen=True)
+class Produced:
+    """What one step of a session produced: closed views and the session's tallies it changed."""
+
+    session_id: str
+    views: list[ViewMetrics]
+    tallies: dict[str, list[int]]
+    created: frozenset[str]  # the tally keys new to the session (their windows are not in the index yet)
+
+
+def take_produced(state: dict[str, Any], closed: ViewMetrics | None = None) -> Produced:
+    """Drain the state's outbox (plus ``closed``, a view the caller closed) into the rows to write."""
+    drained = drain(state)
+    touched, created = update_tallies(state, drained.activity)
+    views = [*drained.views, *([closed] if closed is not None else [])]
+    tallies = {k: list(state["tallies"][k]) for k in touched}
+    return Produced(state["session_id"], views, tallies, frozenset(created))
+
+
+async def write_produced(produced: Produced) -> None:
+    """Write the rows (idempotent: absolute values under deterministic keys), then mark their windows dirty."""
+    # The rows are independent of one another; only the state must wait for all of them.
+    writes = [store().write_view(metrics) for metrics in produced.views]
+    if produced.tallies:
+        indexed = set(produced.tallies) - produced.created
+        writes.append(store().write_session_tallies(produced.session_id, produced.tallies, indexed=indexed))
+    await asyncio.gather(*writes)
+    for metrics in produced.views:
+        view_closed(metrics)
+    # Dirty only once the inputs are in Cassandra: a recompute that ran between marking and writing would read
+    # the old inputs and clear the mark, leaving the window one event short until something else touched it.
+    for key in produced.tallies:
+        scope_kind, scope_id, granularity, start_ms = split_tally_key(key)
+        mark_dirty((scope_kind, scope_id), granularity, start_ms)
+
+
+def view_closed(metrics: ViewMetrics) -> None:
+    """A view's row is in Cassandra: count it and mark the windows it closed in."""
     VIEWS_CLOSED.labels(metrics.close_reason).inc()
     scopes = {
         ("video", metrics.video_id or "unknown"),
@@ -291,44 +329,55 @@ async def sweep(partition: int) -> None:
         expiries.pop(session_id, None)
         if state is None or (deadline := session_deadline(state)) is None or deadline > watermark:
             continue
-        metrics = close(state, "inactive")
-        if metrics is not None:
-            await write_view(metrics)
-        await persist(key, state)
+        await persist(key, state, close(state, "inactive"))
+        timer_closed.pop(session_id, None)
 
 
 @app.timer(interval=5.0)
 async def close_quiet_sessions() -> None:
-    """Partitions that went quiet get no events to sweep them: close their expired views from a copy of the
-    state (the table is only changed inside the stream). The rows are the same the stream would write."""
+    """Partitions that went quiet get no events to sweep them: write the rows their expired sessions' closes
+    produce (views and tallies, from a copy of each state: the table is only changed inside the stream). They
+    are the rows the stream writes when it sweeps the same state later, so whichever comes first, or both,
+    leave the same rows; the expiry stays until the stream has swept it."""
     now_ms = int(time.time() * 1000)
     quiet = [
         partition
         for partition, expiries in expiry_by_partition.items()
-        if expiries and time.monotonic() - last_event_wall_by_partition.get(partition, 0.0) >= QUIET_AFTER_S
+        if expiries
+        and partition != processing_partition
+        and time.monotonic() - last_event_wall_by_partition.get(partition, 0.0) >= QUIET_AFTER_S
     ]
     if not quiet:
         return
     # Quiet only counts when the partition is caught up: a partition whose events wait behind others in the
     # fetch queue is not idle, and closing its sessions would cut views short.
-    end_offsets = await asyncio.to_thread(latest_offsets, quiet)
+    try:
+        end_offsets = await asyncio.to_thread(latest_offsets, quiet)
+    except KafkaException as exc:  # a broker away for a moment: the sessions are still expired at the next tick
+        log.warning("quiet sessions not closed: %s", exc)
+        return
     for partition in quiet:
-        expiries = expiry_by_partition[partition]
-        if next_offset_by_partition.get(partition, 0) < end_offsets.get(partition, 0):
+        if partition == processing_partition or next_offset_by_partition.get(partition, 0) < end_offsets.get(
+            partition, 0
+        ):
             continue
         watermark = max(watermark_by_partition.get(partition, 0), now_ms - int(QUIET_AFTER_S * 1000))
-        for session_id, deadline in list(expiries.items()):
-            if deadline > watermark:
+        for session_id, deadline in list(expiry_by_partition[partition].items()):
+            if deadline > watermark or timer_closed.get(session_id) == deadline:
                 continue
             state = session_to_state.get(session_id)
             if state is None:
                 continue
             copy = json.loads(json.dumps(state))
-            metrics = close(copy, "inactive")
-            drained = drain(copy)
-            for view in [*drained.views, *([metrics] if metrics else [])]:
-                await write_view(view)
-            expiries.pop(session_id, None)
+            try:
+                await write_produced(take_produced(copy, close(copy, "inactive")))
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Still expired at the next tick, so tried again then.
+                log.warning("closing the quiet session %s failed (%r); next tick", session_id, exc)
+                return
+            timer_closed[session_id] = deadline
 
 
 @app.timer(interval=LAG_EVERY_S)
@@ -388,7 +437,16 @@ async def recompute(window: tuple[str, str, int, int], now_ms: int) -> None:
     end_ms = start_ms + granularity * 1000
     final = now_ms >= final_at_ms(granularity, start_ms)
     last_refresh[window] = time.monotonic()
-    await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
+    try:
+        await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # Cassandra away for a moment: the window stays due and is recomputed in a later round.
+        log.warning("window %s not recomputed (%r); later", window, exc)
+        dirty_windows.add(window)
+        last_refresh.pop(window, None)
+        return
     if final:
         last_refresh.pop(window, None)
         if window in pending_final:
@@ -408,5 +466,6 @@ async def recompute_recent_windows() -> None:
         g = granularity * 1000
         start = now_ms - RECOVERY_HORIZON_MS
         for start_ms in range(start - start % g, now_ms, g):
-            for scope in await store().scopes_in_window(granularity, from_ms(start_ms)):
+            read = functools.partial(store().scopes_in_window, granularity, from_ms(start_ms))
+            for scope in await until_applied(read, f"window index of {start_ms}", kind="read"):
                 dirty_windows.add((scope[0], scope[1], granularity, start_ms))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cassandra.cluster import ResponseFuture, Session
-from cassandra.query import PreparedStatement
+from cassandra.query import PreparedStatement, Statement
 
 # The fields a creator may set; everything else on a video is owned by the platform.
 EDITABLE_FIELDS = ("title", "description", "tags", "privacy", "thumbnail_time_s")
@@ -25,7 +25,9 @@ STATUSES = ("uploading", "processing", "playable", "ready", "failed", "deleted")
 DELETED_CELL_OFFSET_US = 10**16
 
 
-async def run(session: Session, statement: PreparedStatement | str, params: Sequence[Any] = ()) -> list[Any]:
+async def run(
+    session: Session, statement: PreparedStatement | Statement | str, params: Sequence[Any] = ()
+) -> list[Any]:
     """Execute without blocking the event loop, following every result page (the driver pages at 5000 rows):
     the driver's callbacks resolve an asyncio future once the last page arrived."""
     loop = asyncio.get_running_loop()

@@ -3,7 +3,8 @@
 Generated sessions (starts, stalls, switches, seeks, pauses, failures, exits before start, duplicates,
 out-of-order delivery) go onto `playback.telemetry`; every per-view row and every window count and ratio in
 Cassandra must equal the offline recount exactly, percentiles within the sketch's 1 %. Then the worker is
-killed with SIGKILL mid-stream, restarted, and the rows must equal those of the run without the crash."""
+killed with SIGKILL mid-stream, restarted, and the rows must equal those of the run without the crash; and
+Cassandra itself is killed and restarted under a running worker, which must lose nothing."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cassandra.cluster import NoHostAvailable, Session
 
 from common.avro import AvroCodec
 from common.kafka import durable_producer
 from common.settings import Settings
+from infra.stack import find_java17, pid_alive, servers
 from processors.qoe import simulate
 from processors.qoe.views import ViewMetrics, from_ms
 from tests.scratch import WorkerRig as QoeRig
@@ -229,3 +232,50 @@ def test_a_worker_killed_mid_stream_writes_the_same_rows(live_servers: Settings,
         worker.stop()
         next(crash_rigs, None)
     assert after == baseline
+
+
+def wait_for_cassandra(session: Session, timeout_s: float = 120) -> None:
+    """Until this session's driver reconnected to the restarted node (it retries on its own schedule)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            session.execute("SELECT release_version FROM system.local")
+            return
+        except NoHostAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+@pytest.mark.timeout(900)
+def test_cassandra_killed_mid_stream_and_restarted_loses_nothing(rig: QoeRig) -> None:
+    """Cassandra dies with SIGKILL while the worker writes, stays away while more events arrive, and is
+    started again: the worker waits it out (processors/retry.py) and the rows still equal the recount."""
+    cassandra = next(server for server in servers(rig.settings) if server.name == "cassandra")
+    sessions = simulate.generate(31, 30, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=4)
+    deliveries = simulate.deliveries(sessions, 31, duplicate_rate=0.1, max_delay_ms=2000)
+    worker = rig.worker("qoe-store-outage")
+    worker.start()
+    try:
+        worker.wait_ready()
+        half = len(deliveries) // 2
+        publish(rig.settings, deliveries[:half])
+        time.sleep(3)  # mid-stream: some rows written, the rest of the first half still being worked through
+        pid = cassandra.pid()
+        assert pid is not None, "Cassandra is not running"
+        os.killpg(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.1)
+        publish(rig.settings, deliveries[half:])  # Kafka takes them; the worker cannot write them yet
+        time.sleep(5)
+        assert worker.pid() is not None, "the worker died while Cassandra was away"
+        cassandra.start(find_java17())
+        wait_for_cassandra(rig.session)
+        result = wait_until_equal(rig, sessions)
+    finally:
+        worker.stop()
+        if cassandra.pid() is None:  # never leave the next tests without Cassandra
+            cassandra.start(find_java17())
+    retries = worker.log_path.read_text(errors="replace").count("retrying in")
+    print(f"{len(result['views'])} views, {len(result['windows'])} windows equal the recount; {retries} retries")
+    assert retries > 0, "the worker never saw Cassandra away"

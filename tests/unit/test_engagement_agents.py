@@ -15,7 +15,7 @@ from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
 from common.avro import AvroCodec, schema_version
-from processors import dead_letters, engagement
+from processors import dead_letters, engagement, retry
 from producers.engagement_events import rating_key, video_partition
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -128,7 +128,7 @@ async def test_a_cassandra_failure_is_retried_not_skipped(
     fakes: tuple[FakeStore, list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, parked = fakes
-    monkeypatch.setattr(engagement, "RETRY_FIRST_S", 0.01)
+    monkeypatch.setattr(retry, "RETRY_FIRST_S", 0.01)
     failures = [OperationTimedOut("first try"), NoHostAvailable("second try", {})]
     post = fake.post_comment
 
