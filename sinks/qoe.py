@@ -42,6 +42,11 @@ WINDOW_COLUMNS = (
 ).split()
 
 
+# Cassandra warns about (and logs) an unlogged batch across more partitions than this
+# (unlogged_batch_across_partitions_warn_threshold, default 10).
+BATCH_PARTITIONS = 10
+
+
 def window_start_ms(ts_ms: int, granularity_s: int) -> int:
     g = granularity_s * 1000
     return ts_ms - ts_ms % g
@@ -188,18 +193,28 @@ class QoeStore:
         ``indexed`` names the keys whose window is already in the window index (the caller wrote it with an
         earlier count that is in its stored state), so only the count is written for them.
 
-        One UNLOGGED batch per call: an event touches about eight windows, and eight requests cost the agent's
-        process (driver serialisation, futures, callbacks) far more than Cassandra spends applying one batch
-        of eight rows. Unlogged because atomicity is not needed: every row is absolute and rewritten on replay."""
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        UNLOGGED batches instead of a request per row: an event touches about eight windows, and a request per
+        row cost the agent's process (driver serialisation, futures, callbacks) about 4x the CPU of batching
+        them (measured: ~1 ms vs ~3.5-4 ms per event). Unlogged because atomicity is not needed: every row is
+        absolute and rewritten on replay. At most BATCH_PARTITIONS partitions per batch, Cassandra's default
+        threshold for warning about (and logging) a batch across partitions."""
+        by_partition: dict[tuple[Any, ...], list[tuple[Any, tuple[Any, ...]]]] = {}
         for key, (events, byte_count, views_started) in tallies.items():
             scope, scope_id, g, start_ms = split_tally_key(key)
             start = from_ms(start_ms)
-            batch.add(self._window_session, (scope, scope_id, g, start, session_id, events, byte_count, views_started))
+            row = (scope, scope_id, g, start, session_id, events, byte_count, views_started)
+            by_partition.setdefault(("session", scope, scope_id, g, start), []).append((self._window_session, row))
             if key not in indexed:
-                batch.add(self._index, (g, start, scope, scope_id))
-        if len(batch):
-            await run(self.session, batch)
+                by_partition.setdefault(("index", g, start), []).append((self._index, (g, start, scope, scope_id)))
+        partitions = list(by_partition.values())
+        batches = []
+        for first in range(0, len(partitions), BATCH_PARTITIONS):
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for statements in partitions[first : first + BATCH_PARTITIONS]:
+                for statement, values in statements:
+                    batch.add(statement, values)
+            batches.append(run(self.session, batch))
+        await asyncio.gather(*batches)
 
     async def write_progress(self, viewer_id: str, video_id: str, position_s: float, at: datetime) -> None:
         # The event time is the cell timestamp: an older heartbeat replayed later never wins.
