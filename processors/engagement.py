@@ -75,10 +75,12 @@ async def record_comments(stream: faust.StreamT) -> None:
 @app.agent(ratings_topic)
 async def record_ratings(stream: faust.StreamT) -> None:
     """Ratings come in bursts on popular videos: a batch writes every viewer's row, then recounts each touched
-    bucket once. Faust acks a batch's events only after this body is done with them, so a crash before the
-    recount replays the whole batch (rows rewritten identically, then recounted)."""
-    batches = cast(faust.Stream, stream).take_events  # the Stream class; StreamT does not declare take_events
-    async for events in batches(RATING_BATCH_MAX, within=RATING_BATCH_WITHIN_S):
+    bucket once, and only then acks the batch's events. noack_take, not take_events: take_events acks a batch
+    in a ``finally``, so a worker stopped mid-batch (SIGTERM: agents stop before the consumer's last commit)
+    would commit ratings it never wrote. Here a batch cut short is not acked and is replayed whole (rows
+    rewritten identically, then recounted)."""
+    batches = cast(faust.Stream, stream)  # the Stream class; StreamT declares neither noack_take nor ack
+    async for events in batches.noack_take(RATING_BATCH_MAX, within=RATING_BATCH_WITHIN_S):
         touched: set[tuple[str, int]] = set()
         for event in events:
             found = await decode_one_of(app, event, ("RatingSet",), "record_ratings")
@@ -89,6 +91,8 @@ async def record_ratings(stream: faust.StreamT) -> None:
             ENGAGEMENT_EVENTS.labels(found[0]).inc()
         for video_id, bucket in sorted(touched):
             await until_applied(functools.partial(store().recount_ratings, video_id, bucket), f"totals of {video_id}")
+        for event in events:
+            await batches.ack(event)
 
 
 async def write_rating(value: dict[str, Any], touched: set[tuple[str, int]]) -> None:
