@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import faust
 import pytest
 
 from common.settings import KafkaSettings, Settings
@@ -84,3 +85,25 @@ def test_min_insync_replicas_follows_replication(replication: int, min_isr: str)
 def test_topic_prefix_is_applied() -> None:
     settings = dataclasses.replace(Settings(), topic_prefix="test-abc.")
     assert all(s.name.startswith("test-abc.") for s in load_specs(settings))
+
+
+def test_every_faust_table_changelog_and_internal_topic_is_declared() -> None:
+    """Each table's changelog and each internal topic of the workers exists before they start (topics.yaml)."""
+    import processors.recommend
+    import processors.telemetry
+    from processors.app import ROLE_MODULES
+
+    specs = {s.name: s for s in load_specs(Settings())}
+    role_of = {module: role for role, modules in ROLE_MODULES.items() for module in modules}
+    changelogs = []
+    for module in (processors.telemetry, processors.recommend):
+        for table in [value for value in vars(module).values() if isinstance(value, faust.Table)]:
+            name = f"vidplat-{role_of[module.__name__]}-{table.name}-changelog"
+            assert name in specs, f"{name} (changelog of table {table.name}) is not in topics.yaml"
+            assert specs[name].partitions == table.partitions, f"{name}: {specs[name].partitions} partitions"
+            assert specs[name].config["cleanup.policy"] == "compact"
+            changelogs.append(name)
+    assert len(changelogs) == 5
+    for topic in (processors.recommend.views_by_viewer_topic, processors.recommend.co_watches_topic):
+        [name] = topic.topics
+        assert specs[name].partitions == topic.partitions
