@@ -63,3 +63,16 @@ async def until_applied(step: Callable[[], Awaitable[T]], what: str, *, kind: st
             log.warning("%s failed (%r); retrying in %.1f s", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+
+
+async def applied_once(step: Callable[[], Awaitable[object]], what: str) -> bool:
+    """Run ``step`` once; False (logged) when a store was away, for a timer that tries again on its next round
+    instead of holding up the others. A failure that is not the stores' transport raises."""
+    try:
+        await step()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("%s failed (%r); tried again later", what, exc)
+        return False
+    return True

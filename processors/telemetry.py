@@ -55,7 +55,7 @@ from processors.qoe.views import (
     to_ms,
 )
 from processors.qoe.windows import GRANULARITIES_S, activity_scopes
-from processors.retry import is_transient, until_applied
+from processors.retry import applied_once, until_applied
 from sinks.qoe import QoeStore, split_tally_key, tally_key, window_start_ms
 
 log = logging.getLogger(__name__)
@@ -343,9 +343,7 @@ async def close_quiet_sessions() -> None:
     quiet = [
         partition
         for partition, expiries in expiry_by_partition.items()
-        if expiries
-        and partition != processing_partition
-        and time.monotonic() - last_event_wall_by_partition.get(partition, 0.0) >= QUIET_AFTER_S
+        if expiries and time.monotonic() - last_event_wall_by_partition.get(partition, 0.0) >= QUIET_AFTER_S
     ]
     if not quiet:
         return
@@ -357,9 +355,9 @@ async def close_quiet_sessions() -> None:
         log.warning("quiet sessions not closed: %s", exc)
         return
     for partition in quiet:
-        if partition == processing_partition or next_offset_by_partition.get(partition, 0) < end_offsets.get(
-            partition, 0
-        ):
+        # The agent may have taken this partition up while the offsets were queried: its states are its own then.
+        busy = partition == processing_partition
+        if busy or next_offset_by_partition.get(partition, 0) < end_offsets.get(partition, 0):
             continue
         watermark = max(watermark_by_partition.get(partition, 0), now_ms - int(QUIET_AFTER_S * 1000))
         for session_id, deadline in list(expiry_by_partition[partition].items()):
@@ -369,14 +367,9 @@ async def close_quiet_sessions() -> None:
             if state is None:
                 continue
             copy = json.loads(json.dumps(state))
-            try:
-                await write_produced(take_produced(copy, close(copy, "inactive")))
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                # Still expired at the next tick, so tried again then.
-                log.warning("closing the quiet session %s failed (%r); next tick", session_id, exc)
-                return
+            closing = functools.partial(write_produced, take_produced(copy, close(copy, "inactive")))
+            if not await applied_once(closing, f"closing the quiet session {session_id}"):
+                return  # still expired at the next tick, so tried again then
             timer_closed[session_id] = deadline
 
 
@@ -437,13 +430,11 @@ async def recompute(window: tuple[str, str, int, int], now_ms: int) -> None:
     end_ms = start_ms + granularity * 1000
     final = now_ms >= final_at_ms(granularity, start_ms)
     last_refresh[window] = time.monotonic()
-    try:
-        await store().recompute_window((scope_kind, scope_id), granularity, from_ms(start_ms), final)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
+    computing = functools.partial(
+        store().recompute_window, (scope_kind, scope_id), granularity, from_ms(start_ms), final
+    )
+    if not await applied_once(computing, f"recomputing window {window}"):
         # Cassandra away for a moment: the window stays due and is recomputed in a later round.
-        log.warning("window %s not recomputed (%r); later", window, exc)
         dirty_windows.add(window)
         last_refresh.pop(window, None)
         return

@@ -137,6 +137,22 @@ def test_which_failures_are_waited_out(error: Exception, transient: bool) -> Non
     assert retry.is_transient(error) is transient
 
 
+def test_applied_once_reports_a_store_away_and_raises_a_bug() -> None:
+    async def away() -> None:
+        raise OperationTimedOut("timeout")
+
+    async def bug() -> None:
+        raise KeyError("bug")
+
+    async def fine() -> None:
+        return None
+
+    assert asyncio.run(retry.applied_once(away, "a write")) is False
+    assert asyncio.run(retry.applied_once(fine, "a write")) is True
+    with pytest.raises(KeyError):
+        asyncio.run(retry.applied_once(bug, "a write"))
+
+
 def test_until_applied_returns_the_steps_result_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
     waited: list[float] = []
 
