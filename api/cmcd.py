@@ -37,7 +37,7 @@ from aiohttp.typedefs import Handler
 
 from api.errors import InvalidRequest
 from api.telemetry import EVENTS, MAX_EVENTS_PER_BATCH, check_rate, publish_events, read_body
-from processors.qoe import cmcd
+from common.qoe import cmcd
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ Ranges: ``from`` / ``to`` are ISO-8601 (``Z`` or an offset; without one, UTC) or
 than 7 days, ``to <= from`` or another granularity is a 400 naming each problem.
 
 Totals are recomputed from the stored integer sums of the windows (Σ numerator ÷ Σ denominator, exact
-fractions rounded once, as ``processors.qoe.windows.finalise`` does per window), never averages of the
+fractions rounded once, as ``common.qoe.windows.finalise`` does per window), never averages of the
 windows' percentages. What cannot be recombined from ``qoe_windows`` is left out of the totals and
 explained in ``totals.notes`` (percentiles, distinct-session counts, and the bitrate / rendition-time sums
 that the table does not store). Metric definitions: shared/QOE.md; tables: docs/qoe-tables.md.
@@ -39,8 +39,8 @@ from api.auth import require_principal, require_role
 from api.errors import Forbidden, InvalidRequest, NotFound
 from api.keys import catalog_key, qoe_store_key
 from api.videos import iso
-from processors.qoe.views import from_ms
-from processors.qoe.windows import GLOBAL, GRANULARITIES_S, Scope
+from common.qoe.views import from_ms
+from common.qoe.windows import GLOBAL, GRANULARITIES_S, Scope
 from sinks.qoe import WINDOW_COLUMNS, QoeStore
 
 DEFAULT_RANGE: Final = timedelta(hours=1)

@@ -13,7 +13,7 @@
   silently, the player's SDK retries.
 
 CMCD reports (v2 event mode at `POST /api/v1/cmcd`, v1 harvested from playback requests) are parsed by
-processors/qoe/cmcd.py and enter the same path.
+common/qoe/cmcd.py and enter the same path.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Set as AbstractSet
 
 from common.cassandra import cassandra_session
 from common.settings import load_settings
-from processors.qoe.views import from_ms
+from common.qoe.views import from_ms
 from sinks.catalog import run
 from sinks.migrate import migrate
 from sinks.qoe import QoeStore, split_tally_key, tally_key

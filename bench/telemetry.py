@@ -5,7 +5,7 @@
 Needs the platform running (`make services`). In one run it measures:
 
 1. the raw confluent-kafka produce rate on this machine (idempotent, acks=all, PlaybackEvent-sized Avro);
-2. N concurrent simulated players (processors/qoe/simulate.py: starts, stalls, rendition switches, seeks,
+2. N concurrent simulated players (common/qoe/simulate.py: starts, stalls, rendition switches, seeks,
    failures, exits before start — ground truth known) posting their events in real time as SDK beacons to
    `POST /api/v1/telemetry` for `--duration` seconds; the events/s the collector accepted and the QoE worker
    processed (its Prometheus counter), and the freshness from "accepted by the collector" to "window inputs
@@ -32,8 +32,8 @@ from confluent_kafka.admin import NewTopic
 from common.avro import AvroCodec
 from common.cassandra import cassandra_session
 from common.kafka import admin_client, durable_producer
-from processors.qoe import simulate
-from processors.qoe.views import to_ms
+from common.qoe import simulate
+from common.qoe.views import to_ms
 
 BEACON_FIELDS = (
     "rendition", "bitrate_kbps", "video_width", "video_height", "player_width", "player_height", "playhead_s",

@@ -4,7 +4,7 @@
 
 Agent `track_views` keeps each session's state in the Faust table `session_to_state` (RocksDB store,
 changelog topic, co-partitioned with `playback.telemetry`, which is keyed by session). Each event goes
-through processors/qoe/views.py (dedupe on seq, reordering, the view state machine). What the event
+through common/qoe/views.py (dedupe on seq, reordering, the view state machine). What the event
 produced — closed views, the session's tallies per window — is written to Cassandra *before* the state is
 stored, with absolute values under deterministic keys: if the worker dies in between, the replayed events
 recompute the same rows (the restored state has not seen them), and if it dies after, the replayed events
@@ -43,7 +43,7 @@ from common.settings import load_settings
 from infra.topics import load_specs
 from processors.app import app, topic_name
 from processors.dead_letters import decoded
-from processors.qoe.views import (
+from common.qoe.views import (
     DEFAULT_INACTIVITY_S,
     ViewMetrics,
     apply,
@@ -54,7 +54,7 @@ from processors.qoe.views import (
     new_session,
     to_ms,
 )
-from processors.qoe.windows import GRANULARITIES_S, activity_scopes
+from common.qoe.windows import GRANULARITIES_S, activity_scopes
 from processors.retry import applied_once, until_applied
 from sinks.qoe import QoeStore, split_tally_key, tally_key, window_start_ms
 

@@ -20,8 +20,8 @@ from typing import Any
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
-from processors.qoe.views import ViewMetrics, from_ms
-from processors.qoe.windows import (
+from common.qoe.views import ViewMetrics, from_ms
+from common.qoe.windows import (
     GRANULARITIES_S,
     Scope,
     WindowRow,
@@ -275,7 +275,7 @@ class QoeStore:
 def window_row(
     scope: Scope, granularity_s: int, start: datetime, views: Iterable[Mapping[str, Any]], sessions: Iterable[Any]
 ) -> WindowRow:
-    """Rebuild one window from stored inputs with the same code that defines the metrics (processors/qoe)."""
+    """Rebuild one window from stored inputs with the same code that defines the metrics (common/qoe)."""
     state = new_windows(granularities_s=[granularity_s])
     start_ms = int(start.timestamp() * 1000)
     key = f"{granularity_s * 1000}|{start_ms}|{scope[0]}|{scope[1]}"

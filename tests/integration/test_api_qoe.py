@@ -1,6 +1,6 @@
 """The analysts' QoE API against the real Cassandra, in a fresh keyspace holding only this test's rows.
 
-Simulated sessions (processors/qoe/simulate.py, whose ground truth the simulator booked itself) go through
+Simulated sessions (common/qoe/simulate.py, whose ground truth the simulator booked itself) go through
 the per-view state machine and the same QoeStore writes the agent makes (views, session tallies, window
 recomputation). Every number the API returns must equal the offline recount of the truth: window values as
 stored, totals as Σ numerator ÷ Σ denominator over the recount's integer sums, percentiles within the
@@ -26,9 +26,9 @@ from api.app import init_app
 from api.keys import catalog_key
 from common.cassandra import cassandra_session
 from common.settings import Settings
-from processors.qoe import simulate, views
-from processors.qoe.views import ViewMetrics, from_ms, to_ms
-from processors.qoe.windows import GRANULARITIES_S, activity_scopes, view_contributions
+from common.qoe import simulate, views
+from common.qoe.views import ViewMetrics, from_ms, to_ms
+from common.qoe.windows import GRANULARITIES_S, activity_scopes, view_contributions
 from sinks.migrate import migrate
 from sinks.qoe import QoeStore, window_start_ms
 from tests.auth_tools import authorize, sign_up

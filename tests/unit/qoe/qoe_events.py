@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from processors.qoe import views
-from processors.qoe.views import ViewMetrics, from_ms
+from common.qoe import views
+from common.qoe.views import ViewMetrics, from_ms
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SID = "sess-1"

@@ -12,9 +12,9 @@ import pytest
 from fastavro import parse_schema
 from fastavro.validation import validate
 
-from processors.qoe import cmcd, views
-from processors.qoe.cmcd import CmcdError, Item, Token
-from processors.qoe.views import from_ms
+from common.qoe import cmcd, views
+from common.qoe.cmcd import CmcdError, Item, Token
+from common.qoe.views import from_ms
 
 SCHEMA = parse_schema(json.loads((Path(__file__).parents[3] / "schemas" / "PlaybackEvent.avsc").read_text()))
 NOW = from_ms(1_767_225_700_000)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from processors.qoe import simulate, views, windows
-from processors.qoe.views import ViewMetrics
+from common.qoe import simulate, views, windows
+from common.qoe.views import ViewMetrics
 
 SWEEP_EVERY_MS = 1000
 

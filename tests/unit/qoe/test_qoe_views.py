@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from qoe_events import SID, T0, ev, numbered, r720, r1080, run
 
-from processors.qoe import views
-from processors.qoe.views import ViewMetrics
+from common.qoe import views
+from common.qoe.views import ViewMetrics
 
 
 def full_session() -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ import pytest
 from ddsketch import DDSketch
 from qoe_events import SID, T0, numbered, r720, r1080, run
 
-from processors.qoe import views, windows
-from processors.qoe.views import ViewMetrics
+from common.qoe import views, windows
+from common.qoe.views import ViewMetrics
 
 
 def one_view() -> tuple[ViewMetrics, list[views.Activity]]:

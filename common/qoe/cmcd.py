@@ -97,7 +97,7 @@ from typing import Any, Final, NamedTuple
 import http_sfv
 from http_sfv import Token
 
-from processors.qoe.views import from_ms, to_ms
+from common.qoe.views import from_ms, to_ms
 
 __all__ = [
     "CmcdError",

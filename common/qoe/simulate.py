@@ -6,17 +6,17 @@ a seek stall, a stall the viewer seeks or pauses out of, pauses, rendition switc
 non-fatal and fatal errors, a repeated play request, heartbeats every 5 s, segment requests with bytes). The
 simulator decides every duration itself and books it into a ``ViewTruth`` as it goes (startup, played,
 rebuffering, seeking, paused, with the rendition current at the time), so the truth never comes from running
-``processors.qoe.views`` on the events. ``Session.events`` are the PlaybackEvent dicts in seq order;
+``common.qoe.views`` on the events. ``Session.events`` are the PlaybackEvent dicts in seq order;
 ``Session.deliveries(rng)`` / ``deliveries(sessions, seed)`` add duplicates and delivery delays (arrival
 order). ``recount(sessions)`` is the offline recount of the windows from the truth, applying the attribution
-rules of ``processors.qoe.windows`` (views by close time, activity by event time).
+rules of ``common.qoe.windows`` (views by close time, activity by event time).
 
-The simulated player behaves the way the definitions in ``processors.qoe.views`` expect a real one to be
+The simulated player behaves the way the definitions in ``common.qoe.views`` expect a real one to be
 reported: a played segment starts with a HEARTBEAT (so a later stall is not mistaken for seek latency), a
 stall that directly follows a seek is reported at the SEEK_END instant, gaps between events stay below 20 s
 (the inactivity timeout is 30 s), and only the last view of a session may be abandoned without END.
 
-    python -m processors.qoe.simulate 1000   # prints the ground-truth totals of 1000 sessions
+    python -m common.qoe.simulate 1000   # prints the ground-truth totals of 1000 sessions
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Final, NamedTuple
 
-from processors.qoe.views import DEFAULT_INACTIVITY_S, UNKNOWN, from_ms, to_ms
+from common.qoe.views import DEFAULT_INACTIVITY_S, UNKNOWN, from_ms, to_ms
 
 
 @dataclass(frozen=True)

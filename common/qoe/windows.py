@@ -51,7 +51,7 @@ from typing import Any, Final
 
 from ddsketch.mapping import LogarithmicMapping
 
-from processors.qoe.views import UNKNOWN, Activity, ViewMetrics, from_ms, to_ms
+from common.qoe.views import UNKNOWN, Activity, ViewMetrics, from_ms, to_ms
 
 GRANULARITIES_S: Final = (10, 60)
 DEFAULT_LATENESS_S: Final = 10.0

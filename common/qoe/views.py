@@ -50,7 +50,7 @@ the state the player was in (the interval before an event belongs to the state s
   stalled or while paused is ignored.
 * seeking (SEEK_START .. SEEK_END, and a seek stall until its STALL_END): seek latency, watch time only.
 * CMCD v2 reports carry the player state: an event whose ``extras["sta"]`` is ``p`` (playing) also ends any
-  startup, stall, seek or pause (see ``processors.qoe.cmcd``); a CMCD_REQUEST with ``extras["bs"] ==
+  startup, stall, seek or pause (see ``common.qoe.cmcd``); a CMCD_REQUEST with ``extras["bs"] ==
   "true"`` (buffer starvation since the previous request) counts a ``starvation_marks``, kept apart from the
   rebuffer count since its duration is unknown and a player with our SDK would be counted twice.
 * playing: everything else after the first frame; the played time carries the rendition, bitrate and
