@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from cassandra import DriverException
 from cassandra.cluster import NoHostAvailable
+from confluent_kafka import KafkaException
 from minio.error import S3Error, ServerError
 from prometheus_client import Counter
 from urllib3.exceptions import HTTPError as StorageTransportError
@@ -32,8 +33,10 @@ T = TypeVar("T")
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 
-# Timeouts, unavailable replicas and no host at all (Cassandra); refused connections and 5xx (S3).
+# Timeouts, unavailable replicas and no host at all (Cassandra); refused connections and 5xx (S3); a Kafka
+# write not acknowledged (the QoE checkpoints).
 TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
+    KafkaException,
     DriverException,
     NoHostAvailable,
     StorageTransportError,

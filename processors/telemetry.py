@@ -1,382 +1,456 @@
-"""Stage: playback.telemetry → per-view QoE → Cassandra (views, window inputs, windows, watch progress).
+"""Stage: playback.telemetry → per-partition QoE aggregation → Cassandra (views, window partials and rows,
+watch progress), in micro-batches.
 
     PROCESSOR_ROLE=qoe faust -A processors.app worker
 
-Agent `track_views` keeps each session's state in the Faust table `session_to_state` (RocksDB store,
-changelog topic, co-partitioned with `playback.telemetry`, which is keyed by session). Each event goes
-through common/qoe/views.py (dedupe on seq, reordering, the view state machine). What the event
-produced — closed views, the session's tallies per window — is written to Cassandra *before* the state is
-stored, with absolute values under deterministic keys: if the worker dies in between, the replayed events
-recompute the same rows (the restored state has not seen them), and if it dies after, the replayed events
-are duplicates the state ignores. Either way the rows equal those of a run without the crash.
+Agent `aggregate_qoe` takes events in batches (`noack_take`) and applies each to its partition's
+`PartitionAggregate` (common/qoe/partition.py: session states, this partition's partial of every window, the
+views closed, the resume positions) in memory: no database round trip per event. The task `flush_qoe` writes
+what changed every QOE_FLUSH_EVERY_S (default 0.5 s), all partitions together, with concurrent async writes
+coalesced per key:
 
-Views close on END, a fatal error, the next view, or 30 s of inactivity. Inactivity is judged by the
-collector's clock (each event's ``received_ts``), not the players': a device whose clock is minutes off would
-otherwise see its views closed by other devices' event times on the same partition (or never closed). It is
-swept on each event with the partition's newest arrival time, and on a wall-clock timer for partitions that
-went quiet; replayed events carry the arrival times they had, so a replay closes views where the run did.
-Task `aggregate_windows` recomputes the window rows whose inputs changed, every few seconds; a window is
-`final` once it is a minute past its end; inputs that arrive later are counted in `qoe_late_inputs_total`
-and still recompute their window.
+1. the windows changed since the last flush get their stored partial added in if this worker has not read it
+   yet (a window it has not seen since it took the partition up);
+2. a manifest ("c:flush": the windows about to be written, the quiet closes made) goes to the checkpoint topic
+   (qoe.session-checkpoints, co-partitioned with playback.telemetry) and is acknowledged;
+3. Cassandra: each changed window's partial for this partition (absolute, tagged with the offset it includes),
+   the closed views, the newest resume positions; then each changed window's row, the sum of its partials over
+   all partitions (sinks/qoe.py);
+4. the changed session states and "c:checkpoint" (the offset they include) go to the checkpoint topic;
+5. only then are the events acked, so the offset Faust commits never runs ahead of durable state.
+
+A restart or rebalance restores a partition from its checkpoint records before its first event, and reloads
+the windows the manifest names; the offsets in the records make a replay write exactly the rows of a run without
+the crash (common/qoe/partition.py explains how). While Cassandra or Kafka is away, a flush waits it out
+(processors/retry.py); the agent keeps applying until MAX_UNACKED events wait for a flush, then stops taking
+events — Faust's consumer keeps polling, so the group does not evict the worker — and resumes when the flush
+went through. Nothing is lost or counted twice.
+
+Views close on END, a fatal error, the next view, or 30 s of inactivity by the collector's clock; a partition
+that goes quiet (no event for QUIET_AFTER_S, caught up with its end offset) has its expired sessions closed by
+`close_quiet_sessions`. A window row is written with `final` once it is FINAL_AFTER_S past its end (wall clock);
+inputs arriving later are counted in `qoe_late_inputs_total` and still update it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
-import math
+import os
 import time
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import faust
-from confluent_kafka import KafkaException, TopicPartition
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from faust.types import TP, EventT
 from prometheus_client import Counter, Gauge, Histogram
 
+from common.avro import default_codec
 from common.cassandra import cassandra_session
-from common.kafka import admin_client
+from common.kafka import admin_client, consumer, durable_producer
+from common.qoe.partition import Flush, PartitionAggregate, WindowKey
+from common.qoe.views import from_ms
 from common.settings import load_settings
-from infra.topics import load_specs
 from processors.app import app, topic_name
-from processors.dead_letters import decoded
-from common.qoe.views import (
-    DEFAULT_INACTIVITY_S,
-    ViewMetrics,
-    apply,
-    close,
-    drain,
-    expires_at,
-    from_ms,
-    new_session,
-    to_ms,
-)
-from common.qoe.windows import GRANULARITIES_S, activity_scopes
-from processors.retry import applied_once, until_applied
-from sinks.qoe import QoeStore, split_tally_key, tally_key, window_start_ms
+from processors.dead_letters import dead_letter
+from processors.retry import until_applied
+from sinks.qoe import QoeStore, aggregate_json, bounded
 
 log = logging.getLogger(__name__)
 
+FLUSH_EVERY_S = float(os.environ.get("QOE_FLUSH_EVERY_S", "0.5"))
+# Events applied but not yet in a flush; beyond this the agent waits for the flush (back-pressure).
+MAX_UNACKED = int(os.environ.get("QOE_MAX_UNACKED", "50000"))
+TAKE_BATCH = 2000
 FINAL_AFTER_S = 60.0
-# A partition without events for this long (wall clock) is swept by the timer instead of by its stream.
 QUIET_AFTER_S = 10.0
-AGGREGATE_EVERY_S = 2.0
-# A window's row is recomputed from all of its inputs (every view and session row of the window), so a busy
-# 1-min window refreshed every 2 s would read its thousands of rows thirty times a minute. While open, a window
-# is refreshed at most this often per granularity; its final row is computed once it is final, whatever this says.
-REFRESH_EVERY_S = {10: 2.0, 60: 10.0}
-RECOMPUTE_BATCH = 32
-# At most this many window rows per round: after a restart every window of the last half hour is due, and
-# recomputing them all in one go would hold the event stream back for as long (the rest wait a round or more).
-RECOMPUTE_PER_ROUND = 96
-RECOVERY_HORIZON_MS = 30 * 60 * 1000
-# A session's tallies for windows older than this (event time) are dropped from its state.
-TALLY_RETENTION_MS = 10 * 60 * 1000
+DROP_IDLE_EVERY_S = 10.0
+LAG_EVERY_S = 10.0
 
 EVENTS_SEEN = Counter("qoe_events_total", "Playback events processed by the QoE agent", ["outcome"])
 VIEWS_CLOSED = Counter("qoe_views_closed_total", "Views closed", ["reason"])
-LATE_INPUTS = Counter("qoe_late_inputs_total", "Window inputs that arrived after their window was final")
-WINDOW_CLOSE_DELAY = Histogram(
-    "qoe_window_close_delay_seconds",
-    "Wall time from a window's end to its final row",
-    buckets=(1, 5, 10, 30, 60, 90, 120, 300),
+LATE_INPUTS = Counter("qoe_late_inputs_total", "Window changes written after the window's final row")
+FLUSHES = Counter("qoe_flushes_total", "Flushes of the QoE aggregation to Cassandra and the checkpoint topic")
+FLUSH_SECONDS = Histogram(
+    "qoe_flush_seconds",
+    "Duration of one flush (all partitions)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
 EVENT_FRESHNESS = Histogram(
     "qoe_event_to_cassandra_seconds",
-    "From the collector accepting an event to its window inputs being in Cassandra",
+    "From the collector accepting an event to its view and window rows being in Cassandra",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
-OPEN_SESSIONS = Gauge("qoe_open_sessions", "Sessions with an open view on this worker")
+SESSIONS_HELD = Gauge("qoe_sessions_held", "Session states held in memory by this worker (open and recently closed)")
+WINDOWS_HELD = Gauge("qoe_windows_held", "Window partials held in memory by this worker")
+RESTORE_SECONDS = Histogram(
+    "qoe_restore_seconds", "Time to restore one partition from its checkpoint", buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60)
+)
 CONSUMER_LAG = Gauge(
     "qoe_consumer_lag_messages",
     "Messages of playback.telemetry not yet processed, per partition this worker has consumed",
     ["partition"],
 )
-LAG_EVERY_S = 10.0
-
-
-def telemetry_partitions() -> int:
-    name = topic_name("playback.telemetry")
-    return next(spec.partitions for spec in load_specs(load_settings()) if spec.name == name)
-
 
 telemetry_topic = app.topic(topic_name("playback.telemetry"), key_serializer="raw", value_serializer="raw")
-session_to_state = app.Table(
-    "session-to-state",
-    default=None,
-    key_type=str,
-    partitions=telemetry_partitions(),
-)
+CHECKPOINT_TOPIC = topic_name("qoe.session-checkpoints")
+CHECKPOINT_KEY = b"c:checkpoint"
+MANIFEST_KEY = b"c:flush"
+SESSION_PREFIX = b"s:"
 
-# In memory only, rebuilt from the table after a restart: when each open session expires, per partition,
-# and the newest event time seen per partition (the watermark the sweep uses).
-expiry_by_partition: defaultdict[int, dict[str, int]] = defaultdict(dict)
-watermark_by_partition: dict[int, int] = {}
-last_event_wall_by_partition: dict[int, float] = {}
-next_offset_by_partition: dict[int, int] = {}
-rebuilt_partitions: set[int] = set()
-# The partition whose event the agent is handling right now (its stored states may be about to change).
-processing_partition: int | None = None
-# Sessions the quiet-partition timer wrote the closing rows of, with the deadline it closed them at: their
-# stored state stays open (only the stream changes the table), so this keeps the timer from writing them again.
-timer_closed: dict[str, int] = {}
-dirty_windows: set[tuple[str, str, int, int]] = set()
-pending_final: set[tuple[str, str, int, int]] = set()
-last_refresh: dict[tuple[str, str, int, int], float] = {}
+
+class CheckpointNotDurable(KafkaException):
+    """The checkpoint topic did not acknowledge every record of a flush (waited out like a store failure)."""
+
+
+class QoeWorker:
+    """The QoE state of this worker process: one PartitionAggregate per partition of playback.telemetry it owns,
+    the events applied but not yet acked, and the flush that makes them durable."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[int, PartitionAggregate] = {}
+        self.assigned: set[int] = set()
+        self.unacked: dict[int, list[EventT]] = {}
+        self.last_event_wall: dict[int, float] = {}
+        self.flush_lock = asyncio.Lock()
+        self.flushed = asyncio.Event()
+        self.last_drop_idle = time.monotonic()
+        self.outcomes = {name: EVENTS_SEEN.labels(name) for name in ("accepted", "duplicate", "refused", "replayed")}
+
+    @functools.cached_property
+    def store(self) -> QoeStore:
+        return QoeStore(cassandra_session(load_settings().cassandra))
+
+    @functools.cached_property
+    def producer(self) -> Producer:
+        return durable_producer(None, **{"linger.ms": 2})
+
+    def backlog(self) -> int:
+        return sum(len(events) for events in self.unacked.values())
+
+    # --- events -----------------------------------------------------------------------------------
+
+    async def take(self, events: Sequence[EventT]) -> None:
+        codec = default_codec()
+        for event in events:
+            message = event.message
+            partition = message.partition
+            if partition not in self.assigned:
+                continue  # taken before a rebalance moved the partition away: its new owner handles it
+            aggregate = self.partitions.get(partition)
+            if aggregate is None:
+                aggregate = await self.restore(partition)
+            self.unacked.setdefault(partition, []).append(event)
+            self.last_event_wall[partition] = time.monotonic()
+            try:
+                value = codec.decode(message.value or b"", "PlaybackEvent")
+            except ValueError as exc:  # not a PlaybackEvent: to the dead-letter topic, the partition flows on
+                aggregate.next_offset = max(aggregate.next_offset, message.offset + 1)
+                await dead_letter(app, event, exc, "aggregate_qoe", message.value)
+                continue
+            try:
+                outcome = aggregate.apply(message.offset, value)
+            except ValueError as exc:
+                aggregate.next_offset = max(aggregate.next_offset, message.offset + 1)
+                outcome = "refused"
+                log.warning("event of %s refused: %s", value.get("session_id"), exc)
+            self.outcomes[outcome].inc()
+
+    # --- flushes ----------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write everything applied so far (see the module docstring for the order and why)."""
+        async with self.flush_lock:
+            began = time.monotonic()
+            await self._add_stored_partials()
+            now_ms = int(time.time() * 1000)
+            # From here to the snapshot's serialisation nothing awaits: the snapshot is of one offset per partition.
+            flushes = [aggregate.take_flush(checkpoint=True, now_ms=now_ms) for aggregate in self.partitions.values()]
+            acks = {flush.partition: self.unacked.pop(flush.partition, []) for flush in flushes}
+            partial_rows = {
+                flush.partition: [(key, aggregate_json(partial), tag) for key, (partial, tag) in flush.partials.items()]
+                for flush in flushes
+            }
+            session_records = {
+                flush.partition: [
+                    (SESSION_PREFIX + session_id.encode(), None if state is None else orjson.dumps(state))
+                    for session_id, state in flush.sessions.items()
+                ]
+                for flush in flushes
+            }
+            final_due = self.final_due(now_ms)
+            changed = {key for flush in flushes for key in flush.partials}
+            late = [
+                key
+                for flush in flushes
+                for key in flush.partials
+                if (slot := self.partitions[flush.partition].windows.get(key)) is not None and slot.final_written
+            ]
+            LATE_INPUTS.inc(len(late))
+
+            await until_applied(functools.partial(self._write_ahead, flushes), "QoE flush manifests", kind="kafka")
+            await until_applied(
+                functools.partial(self._write_rows, flushes, partial_rows), "QoE partials, views and progress"
+            )
+            windows = changed | set(final_due)
+            await until_applied(functools.partial(self._write_windows, windows, now_ms), "QoE window rows")
+            for key in windows:
+                for partition in final_due.get(key, ()):
+                    if (aggregate := self.partitions.get(partition)) and (slot := aggregate.windows.get(key)):
+                        slot.final_written = True
+            await until_applied(
+                functools.partial(self._write_checkpoints, flushes, session_records), "QoE checkpoints", kind="kafka"
+            )
+            done = time.time()
+            for flush in flushes:
+                for received in flush.received_s:
+                    EVENT_FRESHNESS.observe(max(0.0, done - received))
+                for metrics in flush.views:
+                    VIEWS_CLOSED.labels(metrics.close_reason).inc()
+                if (aggregate := self.partitions.get(flush.partition)) is not None:
+                    aggregate.checkpointed(flush.offset)
+                for event in acks.get(flush.partition, ()):
+                    event.ack()
+            if time.monotonic() - self.last_drop_idle > DROP_IDLE_EVERY_S:
+                self.last_drop_idle = time.monotonic()
+                for aggregate in self.partitions.values():
+                    aggregate.drop_idle(now_ms, int(FINAL_AFTER_S * 1000))
+            SESSIONS_HELD.set(sum(len(a.sessions) for a in self.partitions.values()))
+            WINDOWS_HELD.set(sum(len(a.windows) for a in self.partitions.values()))
+            FLUSHES.inc()
+            FLUSH_SECONDS.observe(time.monotonic() - began)
+            self.flushed.set()
+            self.flushed.clear()
+
+    async def _add_stored_partials(self) -> None:
+        """Windows changed since this worker last wrote them but never read: add their stored partial first
+        (repeated, since events applied while reading may open more)."""
+        while True:
+            unbased = {p: keys for p, aggregate in self.partitions.items() if (keys := aggregate.unbased())}
+            if not unbased:
+                return
+            for partition, keys in unbased.items():
+                read = functools.partial(self.store.read_partials, partition, keys)
+                stored = await until_applied(read, f"stored partials of partition {partition}", kind="read")
+                aggregate = self.partitions.get(partition)
+                if aggregate is None:
+                    continue
+                for key in keys:
+                    found = stored.get(key)
+                    aggregate.add_base(key, None if found is None else found[0])
+
+    def final_due(self, now_ms: int) -> dict[WindowKey, list[int]]:
+        """Windows whose final row is due and not written yet, with the partitions that hold them."""
+        due: dict[WindowKey, list[int]] = {}
+        for partition, aggregate in self.partitions.items():
+            for key, slot in aggregate.windows.items():
+                if not slot.final_written and now_ms >= final_at_ms(key):
+                    due.setdefault(key, []).append(partition)
+        return due
+
+    async def _write_ahead(self, flushes: list[Flush]) -> None:
+        records = [
+            (flush.partition, MANIFEST_KEY, orjson.dumps(flush.manifest))
+            for flush in flushes
+            if flush.partials or flush.manifest["timer_closes"]
+        ]
+        await self._produce(records)
+
+    async def _write_rows(self, flushes: list[Flush], partial_rows: dict[int, list[Any]]) -> None:
+        store = self.store
+        writes: list[Any] = [store.write_partials(p, rows) for p, rows in partial_rows.items() if rows]
+        views = [store.write_view(metrics) for flush in flushes for metrics in flush.views]
+        progress = [
+            store.write_progress(viewer, video, position, from_ms(at_ms))
+            for flush in flushes
+            for (viewer, video), (position, at_ms) in flush.progress.items()
+        ]
+        await asyncio.gather(*writes, bounded([*views, *progress]))
+
+    async def _write_windows(self, keys: set[WindowKey], now_ms: int) -> None:
+        await bounded(self.store.write_window(key, final=now_ms >= final_at_ms(key)) for key in keys)
+
+    async def _write_checkpoints(self, flushes: list[Flush], session_records: dict[int, list[Any]]) -> None:
+        records = []
+        for flush in flushes:
+            records += [(flush.partition, key, value) for key, value in session_records[flush.partition]]
+            checkpoint = {"offset": flush.offset, "watermark_ms": flush.watermark_ms}
+            records.append((flush.partition, CHECKPOINT_KEY, orjson.dumps(checkpoint)))
+        await self._produce(records)
+
+    async def _produce(self, records: Sequence[tuple[int, bytes, bytes | None]]) -> None:
+        """Produce to the checkpoint topic and wait until Kafka acknowledged every record."""
+        if not records:
+            return
+        failures: list[KafkaError] = []
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(error)
+
+        producer = self.producer
+        for partition, key, value in records:
+            while True:
+                try:
+                    producer.produce(CHECKPOINT_TOPIC, key=key, value=value, partition=partition, on_delivery=delivered)
+                    break
+                except BufferError:
+                    await asyncio.to_thread(producer.poll, 0.1)
+        remaining = await asyncio.to_thread(producer.flush, 30)
+        if remaining or failures:
+            raise CheckpointNotDurable(failures[0] if failures else f"{remaining} records not acknowledged")
+
+    # --- restore ----------------------------------------------------------------------------------
+
+    async def restore(self, partition: int) -> PartitionAggregate:
+        """Take the partition up from its checkpoint records: sessions, offsets, and the windows an interrupted
+        flush may have written."""
+        began = time.monotonic()
+        aggregate = PartitionAggregate(partition)
+        sessions, checkpoint, manifest = await asyncio.to_thread(read_checkpoints, partition)
+        preload = aggregate.restore(sessions, checkpoint, manifest)
+        if preload:
+            read = functools.partial(self.store.read_partials, partition, preload)
+            for key, (partial, tag) in (await until_applied(read, "partials to preload", kind="read")).items():
+                aggregate.preload(key, partial, tag)
+        self.partitions[partition] = aggregate
+        RESTORE_SECONDS.observe(time.monotonic() - began)
+        log.info(
+            "partition %d restored in %.1f s: %d sessions, resuming at offset %d, %d windows reloaded",
+            partition,
+            time.monotonic() - began,
+            len(sessions),
+            aggregate.resume_offset,
+            len(preload),
+        )
+        return aggregate
+
+    async def on_assigned(self, assigned: set[TP]) -> None:
+        self.assigned |= {tp.partition for tp in assigned if tp.topic == telemetry_topic.get_topic_name()}
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        """Drop revoked partitions (their next owner restores them from the checkpoint), after any flush in
+        flight finished, so that the owner reads a complete checkpoint or the manifest of a flush that wrote."""
+        lost = {tp.partition for tp in revoked if tp.topic == telemetry_topic.get_topic_name()}
+        async with self.flush_lock:
+            for partition in lost:
+                self.assigned.discard(partition)
+                self.partitions.pop(partition, None)
+                self.unacked.pop(partition, None)
+                self.last_event_wall.pop(partition, None)
+
+
+def final_at_ms(key: WindowKey) -> int:
+    """When a window's row becomes final: FINAL_AFTER_S past its end."""
+    return key[3] + key[2] * 1000 + int(FINAL_AFTER_S * 1000)
+
+
+def read_checkpoints(partition: int) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """The latest record of every key in the partition's checkpoint log (compacted, but maybe not yet)."""
+    reader = consumer(f"qoe-restore-{os.getpid()}", None, **{"enable.partition.eof": True})
+    try:
+        low, high = reader.get_watermark_offsets(TopicPartition(CHECKPOINT_TOPIC, partition), timeout=30)
+        latest: dict[bytes, bytes | None] = {}
+        if high > low:
+            reader.assign([TopicPartition(CHECKPOINT_TOPIC, partition, OFFSET_BEGINNING)])
+            position = low
+            while position < high:
+                for message in reader.consume(num_messages=10_000, timeout=1.0):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            position = high
+                            continue
+                        raise KafkaException(error)
+                    latest[message.key() or b""] = message.value()
+                    position = (message.offset() or 0) + 1
+    finally:
+        reader.close()
+    sessions = {
+        key[len(SESSION_PREFIX) :].decode(): orjson.loads(value)
+        for key, value in latest.items()
+        if key.startswith(SESSION_PREFIX) and value is not None
+    }
+    checkpoint = latest.get(CHECKPOINT_KEY)
+    manifest = latest.get(MANIFEST_KEY)
+    return (
+        sessions,
+        None if checkpoint is None else orjson.loads(checkpoint),
+        None if manifest is None else orjson.loads(manifest),
+    )
 
 
 @functools.cache
-def store() -> QoeStore:
-    return QoeStore(cassandra_session(load_settings().cassandra))
+def qoe_worker() -> QoeWorker:
+    return QoeWorker()
 
 
 @app.agent(telemetry_topic)
-async def track_views(stream: faust.StreamT) -> None:
-    async for event, value in decoded(app, stream, "PlaybackEvent", "track_views"):
-        partition = event.message.partition
-        last_event_wall_by_partition[partition] = time.monotonic()
-        next_offset_by_partition[partition] = event.message.offset + 1
-        if partition not in rebuilt_partitions:
-            rebuild_expiry(partition)
-        global processing_partition
-        processing_partition = partition
-        try:
-            await track(partition, value)
-            await sweep(partition)
-        finally:
-            processing_partition = None
+async def aggregate_qoe(stream: faust.StreamT) -> None:
+    worker = qoe_worker()
+    batches = cast(faust.Stream, stream)  # the Stream class; StreamT declares neither noack_take nor ack
+    async for events in batches.noack_take(TAKE_BATCH, within=FLUSH_EVERY_S / 5):
+        await worker.take(events)
+        while worker.backlog() >= MAX_UNACKED:  # back-pressure: the flush is behind (or a store is away)
+            await worker.flushed.wait()
 
 
-async def track(partition: int, value: dict[str, Any]) -> None:
-    session_id = value["session_id"]
-    key = session_id
-    state = session_to_state.get(key)
-    if state is None:
-        state = new_session(session_id)
-        state["tallies"] = {}
-        state["partition"] = partition
-    before = state["counters"]["accepted"]
-    try:
-        apply(state, value)
-    except ValueError as exc:
-        EVENTS_SEEN.labels("refused").inc()
-        log.warning("event of %s refused: %s", session_id, exc)
-        return
-    EVENTS_SEEN.labels("accepted" if state["counters"]["accepted"] > before else "duplicate").inc()
-    # Every event the session sent counts as a sign of life, as for its event-time clock (views.apply's last_ts),
-    # including one that waits in the reorder buffer for its predecessors.
-    arrived = arrival_ms(value)
-    state["last_arrival_ms"] = max(state.get("last_arrival_ms") or 0, arrived)
-    watermark_by_partition[partition] = max(watermark_by_partition.get(partition, arrived), arrived)
-    # The resume position is a row of its own (the newest playhead wins by cell timestamp), so it is written
-    # alongside the state's rows rather than after them: one round trip per event, not two.
-    progress = functools.partial(record_progress, value)
-    await asyncio.gather(persist(key, state), until_applied(progress, f"progress of session {key}"))
-    received = value.get("received_ts")
-    if received is not None:
-        EVENT_FRESHNESS.observe(max(0.0, time.time() - received.timestamp()))
-    deadline = session_deadline(state)
-    expiries = expiry_by_partition[partition]
-    if deadline is None:
-        expiries.pop(session_id, None)
-    else:
-        expiries[session_id] = deadline
-    OPEN_SESSIONS.set(sum(len(e) for e in expiry_by_partition.values()))
+@app.task
+async def flush_qoe() -> None:
+    worker = qoe_worker()
+    while not app.should_stop:
+        began = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        if any(a.pending() for a in worker.partitions.values()) or worker.backlog() or worker.final_due(now_ms):
+            await worker.flush()
+        await asyncio.sleep(max(0.0, FLUSH_EVERY_S - (time.monotonic() - began)))
 
 
-async def persist(key: str, state: dict[str, Any], closed: ViewMetrics | None = None) -> None:
-    """Write what the state produced, then store the state (see the module docstring for why this order)."""
-    produced = take_produced(state, closed)
-    await until_applied(functools.partial(write_produced, produced), f"QoE rows of session {state['session_id']}")
-    session_to_state[key] = state
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's signal type omits keyword-only signal=
+async def take_up_partitions(sender: Any, assigned: set[TP], **_: Any) -> None:
+    await qoe_worker().on_assigned(assigned)
 
 
-@dataclass(frozen=True)
-class Produced:
-    """What one step of a session produced: closed views and the session's tallies it changed."""
-
-    session_id: str
-    views: list[ViewMetrics]
-    tallies: dict[str, list[int]]
-    created: frozenset[str]  # the tally keys new to the session (their windows are not in the index yet)
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]  # as above
+async def give_up_partitions(sender: Any, revoked: set[TP], **_: Any) -> None:
+    await qoe_worker().on_revoked(revoked)
 
 
-def take_produced(state: dict[str, Any], closed: ViewMetrics | None = None) -> Produced:
-    """Drain the state's outbox (plus ``closed``, a view the caller closed) into the rows to write."""
-    drained = drain(state)
-    touched, created = update_tallies(state, drained.activity)
-    views = [*drained.views, *([closed] if closed is not None else [])]
-    tallies = {k: list(state["tallies"][k]) for k in touched}
-    return Produced(state["session_id"], views, tallies, frozenset(created))
-
-
-async def write_produced(produced: Produced) -> None:
-    """Write the rows (idempotent: absolute values under deterministic keys), then mark their windows dirty."""
-    # The rows are independent of one another; only the state must wait for all of them.
-    writes = [store().write_view(metrics) for metrics in produced.views]
-    if produced.tallies:
-        indexed = set(produced.tallies) - produced.created
-        writes.append(store().write_session_tallies(produced.session_id, produced.tallies, indexed=indexed))
-    await asyncio.gather(*writes)
-    for metrics in produced.views:
-        view_closed(metrics)
-    # Dirty only once the inputs are in Cassandra: a recompute that ran between marking and writing would read
-    # the old inputs and clear the mark, leaving the window one event short until something else touched it.
-    for key in produced.tallies:
-        scope_kind, scope_id, granularity, start_ms = split_tally_key(key)
-        mark_dirty((scope_kind, scope_id), granularity, start_ms)
-
-
-def view_closed(metrics: ViewMetrics) -> None:
-    """A view's row is in Cassandra: count it and mark the windows it closed in."""
-    VIEWS_CLOSED.labels(metrics.close_reason).inc()
-    scopes = {
-        ("video", metrics.video_id or "unknown"),
-        ("device", metrics.device_class or "unknown"),
-        ("global", "all"),
-    }
-    scopes |= {("rendition", name) for name in metrics.by_rendition} | {
-        ("rendition", metrics.initial_rendition or "unknown")
-    }
-    for scope in scopes:
-        for granularity in GRANULARITIES_S:
-            mark_dirty(scope, granularity, window_start_ms(metrics.close_ts_ms, granularity))
-
-
-def update_tallies(state: dict[str, Any], activity: list[Any]) -> tuple[set[str], set[str]]:
-    """Add each accepted event to the session's own counts per (scope, window); returns the keys touched and,
-    of those, the ones this session had no count for before."""
-    tallies: dict[str, list[int]] = state.setdefault("tallies", {})
-    touched: set[str] = set()
-    created: set[str] = set()
-    for record in activity:
-        ts = int(record["ts_ms"])
-        for scope in activity_scopes(record):
-            for granularity in GRANULARITIES_S:
-                start = window_start_ms(ts, granularity)
-                key = tally_key(scope, granularity, start)
-                if key not in tallies:
-                    created.add(key)
-                counts = tallies.setdefault(key, [0, 0, 0])
-                counts[0] += 1
-                counts[1] += int(record.get("bytes") or 0)
-                counts[2] += int(bool(record.get("starts_view")))
-                touched.add(key)
-    if activity:
-        horizon = max(int(r["ts_ms"]) for r in activity) - TALLY_RETENTION_MS
-        for key in [k for k in tallies if split_tally_key(k)[3] < horizon]:
-            del tallies[key]
-    return touched, created
-
-
-def final_at_ms(granularity_s: int, start_ms: int) -> int:
-    """When a window's row becomes final: FINAL_AFTER_S past its end."""
-    return start_ms + granularity_s * 1000 + int(FINAL_AFTER_S * 1000)
-
-
-def mark_dirty(scope: tuple[str, str], granularity: int, start_ms: int) -> None:
-    window = (scope[0], scope[1], granularity, start_ms)
-    if time.time() * 1000 > final_at_ms(granularity, start_ms):
-        LATE_INPUTS.inc()
-    dirty_windows.add(window)
-
-
-async def record_progress(value: dict[str, Any]) -> None:
-    """Resume position: the latest playhead per (profile or user, video), from heartbeats and ends."""
-    viewer = value.get("profile_id") or value.get("user_id")
-    if viewer and value.get("video_id") and value.get("playhead_s") is not None:
-        await store().write_progress(viewer, value["video_id"], value["playhead_s"], value["client_ts"])
-
-
-def arrival_ms(value: dict[str, Any]) -> int:
-    """When the collector received the event (its clock); the player's time for events produced without one."""
-    received = value.get("received_ts")
-    return to_ms(received) if received is not None else to_ms(value["client_ts"])
-
-
-def session_deadline(state: dict[str, Any]) -> int | None:
-    """Collector time at which the session's open view expires (None when nothing is open)."""
-    if expires_at(state) is None:
-        return None
-    last_arrival = state.get("last_arrival_ms") or state["last_ts"]
-    return int(last_arrival + DEFAULT_INACTIVITY_S * 1000)
-
-
-def rebuild_expiry(partition: int) -> None:
-    """After a (re)start, find this partition's open sessions in the restored table."""
-    rebuilt_partitions.add(partition)
-    for _key, state in session_to_state.items():
-        if (
-            state
-            and state.get("partition", partition) == partition
-            and (deadline := session_deadline(state)) is not None
-        ):
-            expiry_by_partition[partition][state["session_id"]] = deadline
-
-
-async def sweep(partition: int) -> None:
-    """Close the partition's sessions that were quiet for the inactivity timeout (by arrival time)."""
-    watermark = watermark_by_partition.get(partition)
-    expiries = expiry_by_partition[partition]
-    if watermark is None:
-        return
-    for session_id in [sid for sid, deadline in expiries.items() if deadline <= watermark]:
-        key = session_id
-        state = session_to_state.get(key)
-        expiries.pop(session_id, None)
-        if state is None or (deadline := session_deadline(state)) is None or deadline > watermark:
-            continue
-        await persist(key, state, close(state, "inactive"))
-        timer_closed.pop(session_id, None)
-
-
-@app.timer(interval=5.0)
+@app.timer(interval=2.0)
 async def close_quiet_sessions() -> None:
-    """Partitions that went quiet get no events to sweep them: write the rows their expired sessions' closes
-    produce (views and tallies, from a copy of each state: the table is only changed inside the stream). They
-    are the rows the stream writes when it sweeps the same state later, so whichever comes first, or both,
-    leave the same rows; the expiry stays until the stream has swept it."""
-    now_ms = int(time.time() * 1000)
+    """Partitions with no event for QUIET_AFTER_S and caught up with their end offset: close their expired
+    sessions by the wall clock (the stream would never sweep them); the next flush writes what that closed."""
+    worker = qoe_worker()
     quiet = [
         partition
-        for partition, expiries in expiry_by_partition.items()
-        if expiries and time.monotonic() - last_event_wall_by_partition.get(partition, 0.0) >= QUIET_AFTER_S
+        for partition, aggregate in worker.partitions.items()
+        if aggregate.sessions and time.monotonic() - worker.last_event_wall.get(partition, 0.0) >= QUIET_AFTER_S
     ]
     if not quiet:
         return
-    # Quiet only counts when the partition is caught up: a partition whose events wait behind others in the
-    # fetch queue is not idle, and closing its sessions would cut views short.
     try:
         end_offsets = await asyncio.to_thread(latest_offsets, quiet)
     except KafkaException as exc:  # a broker away for a moment: the sessions are still expired at the next tick
         log.warning("quiet sessions not closed: %s", exc)
         return
+    now_ms = int(time.time() * 1000)
     for partition in quiet:
-        # The agent may have taken this partition up while the offsets were queried: its states are its own then.
-        busy = partition == processing_partition
-        if busy or next_offset_by_partition.get(partition, 0) < end_offsets.get(partition, 0):
+        aggregate = worker.partitions.get(partition)
+        # Quiet only counts when caught up: events waiting behind others in the fetch queue are not idleness.
+        if aggregate is None or aggregate.next_offset < end_offsets.get(partition, 0):
             continue
-        watermark = max(watermark_by_partition.get(partition, 0), now_ms - int(QUIET_AFTER_S * 1000))
-        for session_id, deadline in list(expiry_by_partition[partition].items()):
-            if deadline > watermark or timer_closed.get(session_id) == deadline:
-                continue
-            state = session_to_state.get(session_id)
-            if state is None:
-                continue
-            copy = json.loads(json.dumps(state))
-            closing = functools.partial(write_produced, take_produced(copy, close(copy, "inactive")))
-            if not await applied_once(closing, f"closing the quiet session {session_id}"):
-                return  # still expired at the next tick, so tried again then
-            timer_closed[session_id] = deadline
+        aggregate.close_quiet(now_ms, int(QUIET_AFTER_S * 1000))
 
 
 @app.timer(interval=LAG_EVERY_S)
 async def report_consumer_lag() -> None:
     """End offset minus the next offset to process, per partition (Kafka's own lag, from this worker's view)."""
-    partitions = sorted(next_offset_by_partition)
+    worker = qoe_worker()
+    partitions = sorted(worker.partitions)
     if not partitions:
         return
     try:
@@ -385,8 +459,10 @@ async def report_consumer_lag() -> None:
         log.warning("consumer lag not measured: %s", exc)
         return
     for partition in partitions:
-        lag = end_offsets.get(partition, 0) - next_offset_by_partition[partition]
-        CONSUMER_LAG.labels(str(partition)).set(max(0, lag))
+        aggregate = worker.partitions.get(partition)
+        if aggregate is not None:
+            lag = end_offsets.get(partition, 0) - aggregate.next_offset
+            CONSUMER_LAG.labels(str(partition)).set(max(0, lag))
 
 
 def latest_offsets(partitions: list[int]) -> dict[int, int]:
@@ -399,64 +475,3 @@ def latest_offsets(partitions: list[int]) -> dict[int, int]:
 def offsets_admin() -> AdminClient:
     """One admin client for the offset queries of the timers (not a new connection every few seconds)."""
     return admin_client()
-
-
-@app.timer(interval=AGGREGATE_EVERY_S)
-async def aggregate_windows() -> None:
-    """Recompute the window rows whose inputs changed, and once more when they become final."""
-    now_ms = int(time.time() * 1000)
-    now_wall = time.monotonic()
-    due = {
-        w
-        for w in dirty_windows
-        if now_wall - last_refresh.get(w, -math.inf) >= REFRESH_EVERY_S.get(w[2], AGGREGATE_EVERY_S)
-        or now_ms >= final_at_ms(w[2], w[3])
-    }
-    dirty_windows.difference_update(due)  # the others stay dirty for a later round
-    for window in list(pending_final):
-        if now_ms >= final_at_ms(window[2], window[3]):
-            due.add(window)
-    ordered = sorted(due, key=lambda w: w[3])
-    # Oldest first; what does not fit this round stays dirty (a window due to become final also stays in
-    # pending_final until its final row is written).
-    dirty_windows.update(ordered[RECOMPUTE_PER_ROUND:])
-    ordered = ordered[:RECOMPUTE_PER_ROUND]
-    for first in range(0, len(ordered), RECOMPUTE_BATCH):
-        await asyncio.gather(*(recompute(window, now_ms) for window in ordered[first : first + RECOMPUTE_BATCH]))
-
-
-async def recompute(window: tuple[str, str, int, int], now_ms: int) -> None:
-    scope_kind, scope_id, granularity, start_ms = window
-    end_ms = start_ms + granularity * 1000
-    final = now_ms >= final_at_ms(granularity, start_ms)
-    last_refresh[window] = time.monotonic()
-    computing = functools.partial(
-        store().recompute_window, (scope_kind, scope_id), granularity, from_ms(start_ms), final
-    )
-    if not await applied_once(computing, f"recomputing window {window}"):
-        # Cassandra away for a moment: the window stays due and is recomputed in a later round.
-        dirty_windows.add(window)
-        last_refresh.pop(window, None)
-        return
-    if final:
-        last_refresh.pop(window, None)
-        if window in pending_final:
-            WINDOW_CLOSE_DELAY.observe((now_ms - end_ms) / 1000)
-        pending_final.discard(window)
-    else:
-        pending_final.add(window)
-
-
-@app.task
-async def recompute_recent_windows() -> None:
-    """After a (re)start, recompute every window of the last RECOVERY_HORIZON: inputs a previous worker wrote
-    just before it died may not have been aggregated, and the replayed events are duplicates that dirty
-    nothing."""
-    now_ms = int(time.time() * 1000)
-    for granularity in GRANULARITIES_S:
-        g = granularity * 1000
-        start = now_ms - RECOVERY_HORIZON_MS
-        for start_ms in range(start - start % g, now_ms, g):
-            read = functools.partial(store().scopes_in_window, granularity, from_ms(start_ms))
-            for scope in await until_applied(read, f"window index of {start_ms}", kind="read"):
-                dirty_windows.add((scope[0], scope[1], granularity, start_ms))

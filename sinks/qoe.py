@@ -1,36 +1,28 @@
-"""Cassandra writes and reads of QoE: per-view rows, window inputs, window rows, watch progress.
+"""Cassandra writes and reads of QoE: per-view rows, per-partition window partials, window rows, watch progress.
 
-Exactness under replay (DESIGN.md "Guarantees"): the agent writes these rows *before* it stores the session
-state that produced them, every key is deterministic (view id, session id, window start) and every value is
-an absolute number recomputed from state — never an increment. A replay after a crash therefore rewrites
-identical rows. Window rows are recomputed from their inputs (the views that closed in the window, each
-session's tally in it) by `recompute_window`, as often as needed.
+Exactness under replay (DESIGN.md "Guarantees"): every key is deterministic (view id; window and source
+partition; window) and every value absolute, never an increment, so writing a row again writes the same row.
+The QoE worker (processors/telemetry.py) aggregates each Kafka partition in memory and writes, per flush, each
+changed window's *partial* for that partition (``qoe_window_partials``, tagged with the offset it includes) and
+then the window's row (``qoe_windows``) as the sum of all of its partials, one read of a single Cassandra
+partition: partials are integer sums and mergeable sketches, so the row is exact however the partitions are
+spread over workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from cassandra.cluster import Session
-from cassandra.query import BatchStatement, BatchType
 
 from common.qoe.views import ViewMetrics, from_ms
-from common.qoe.windows import (
-    GRANULARITIES_S,
-    Scope,
-    WindowRow,
-    add_view,
-    finalise,
-    new_window,
-    new_windows,
-    view_contributions,
-)
+from common.qoe.windows import Scope, WindowRow, finalise_partials
 from sinks.catalog import run
 
 WINDOW_COLUMNS = (
@@ -42,26 +34,14 @@ WINDOW_COLUMNS = (
 ).split()
 
 
-# Cassandra warns about (and logs) an unlogged batch across more partitions than this
-# (unlogged_batch_across_partitions_warn_threshold, default 10).
-BATCH_PARTITIONS = 10
+WindowKey = tuple[str, str, int, int]  # scope, scope_id, granularity_s, window start (epoch ms)
+# Statements in flight at once per call: enough to hide the round trip, few enough not to queue in the driver.
+CONCURRENCY = 128
 
 
 def window_start_ms(ts_ms: int, granularity_s: int) -> int:
     g = granularity_s * 1000
     return ts_ms - ts_ms % g
-
-
-def tally_key(scope: Sequence[str], granularity_s: int, start_ms: int) -> str:
-    """The key of a session's count in one window: "scope|scope_id|granularity_s|start_ms"."""
-    return f"{scope[0]}|{scope[1]}|{granularity_s}|{start_ms}"
-
-
-def split_tally_key(key: str) -> tuple[str, str, int, int]:
-    """``tally_key``'s parts again (a scope id, sent by players, may hold a "|")."""
-    scope_kind, rest = key.split("|", 1)
-    scope_id, granularity, start_ms = rest.rsplit("|", 2)
-    return scope_kind, scope_id, int(granularity), int(start_ms)
 
 
 def day_of(ts: datetime) -> date:
@@ -88,27 +68,17 @@ class QoeStore:
         self._views_range = prepare(
             "SELECT * FROM qoe_views WHERE day = ? AND video_id = ? AND started_at >= ? AND started_at < ?"
         )
-        self._window_view = prepare(
-            "INSERT INTO qoe_window_views (scope, scope_id, granularity_s, window_start, view_id, metrics_json)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
+        self._partial = prepare(
+            "INSERT INTO qoe_window_partials (scope, scope_id, granularity_s, window_start, source_partition,"
+            " included_offset, aggregate) VALUES (?, ?, ?, ?, ?, ?, ?)"
         )
-        self._window_session = prepare(
-            "INSERT INTO qoe_window_sessions (scope, scope_id, granularity_s, window_start, session_id, events,"
-            " bytes, views_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        self._partial_of = prepare(
+            "SELECT included_offset, aggregate FROM qoe_window_partials WHERE scope = ? AND scope_id = ?"
+            " AND granularity_s = ? AND window_start = ? AND source_partition = ?"
         )
-        self._index = prepare(
-            "INSERT INTO qoe_window_index (granularity_s, window_start, scope, scope_id) VALUES (?, ?, ?, ?)"
-        )
-        self._scopes_in = prepare(
-            "SELECT scope, scope_id FROM qoe_window_index WHERE granularity_s = ? AND window_start = ?"
-        )
-        self._views_in = prepare(
-            "SELECT metrics_json FROM qoe_window_views WHERE scope = ? AND scope_id = ? AND granularity_s = ?"
+        self._partials_of = prepare(
+            "SELECT aggregate FROM qoe_window_partials WHERE scope = ? AND scope_id = ? AND granularity_s = ?"
             " AND window_start = ?"
-        )
-        self._sessions_in = prepare(
-            "SELECT session_id, events, bytes, views_started FROM qoe_window_sessions WHERE scope = ? AND scope_id = ?"
-            " AND granularity_s = ? AND window_start = ?"
         )
         self._window = prepare(
             "INSERT INTO qoe_windows (scope, scope_id, day, granularity_s, window_start, window_end, final, "
@@ -130,7 +100,7 @@ class QoeStore:
     # --- writes from the agent ------------------------------------------------------------------
 
     async def write_view(self, metrics: ViewMetrics) -> None:
-        """The view's own rows and its contribution to every scope's windows (by close time)."""
+        """The view's row by video and day, and by id (its windows get it through the partials)."""
         started = from_ms(metrics.start_ts_ms)
         day = day_of(started)
         video = metrics.video_id or "unknown"
@@ -177,63 +147,42 @@ class QoeStore:
             ),  # fmt: skip
             run(self.session, self._view_by_id, (metrics.view_id, day, video, started, text)),
         ]
-        scopes = {scope for scope, _part in view_contributions(metrics)}
-        for scope in scopes:
-            for granularity in GRANULARITIES_S:
-                start = from_ms(window_start_ms(metrics.close_ts_ms, granularity))
-                writes.append(run(self.session, self._window_view, (*scope, granularity, start, metrics.view_id, text)))
-                writes.append(run(self.session, self._index, (granularity, start, *scope)))
         await asyncio.gather(*writes)
 
-    async def write_session_tallies(
-        self, session_id: str, tallies: Mapping[str, Sequence[int]], indexed: AbstractSet[str] = frozenset()
-    ) -> None:
-        """A session's absolute counts per (scope, window): `key` is "scope|scope_id|granularity_s|start_ms".
-
-        ``indexed`` names the keys whose window is already in the window index (the caller wrote it with an
-        earlier count that is in its stored state), so only the count is written for them.
-
-        UNLOGGED batches instead of a request per row: an event touches about eight windows, and a request per
-        row cost the agent's process (driver serialisation, futures, callbacks) about 4x the CPU of batching
-        them (measured: ~1 ms vs ~3.5-4 ms per event). Unlogged because atomicity is not needed: every row is
-        absolute and rewritten on replay. At most BATCH_PARTITIONS partitions per batch, Cassandra's default
-        threshold for warning about (and logging) a batch across partitions."""
-        by_partition: dict[tuple[Any, ...], list[tuple[Any, tuple[Any, ...]]]] = {}
-        for key, (events, byte_count, views_started) in tallies.items():
-            scope, scope_id, g, start_ms = split_tally_key(key)
-            start = from_ms(start_ms)
-            row = (scope, scope_id, g, start, session_id, events, byte_count, views_started)
-            by_partition.setdefault(("session", scope, scope_id, g, start), []).append((self._window_session, row))
-            if key not in indexed:
-                by_partition.setdefault(("index", g, start), []).append((self._index, (g, start, scope, scope_id)))
-        partitions = list(by_partition.values())
-        batches = []
-        for first in range(0, len(partitions), BATCH_PARTITIONS):
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for statements in partitions[first : first + BATCH_PARTITIONS]:
-                for statement, values in statements:
-                    batch.add(statement, values)
-            batches.append(run(self.session, batch))
-        await asyncio.gather(*batches)
-
-    async def write_progress(self, viewer_id: str, video_id: str, position_s: float, at: datetime) -> None:
-        # The event time is the cell timestamp: an older heartbeat replayed later never wins.
-        micros = int(at.timestamp() * 1_000_000)
-        await run(self.session, self._progress, (viewer_id, video_id, position_s, at, micros))
-
-    # --- window rows ----------------------------------------------------------------------------
-
-    async def scopes_in_window(self, granularity_s: int, start: datetime) -> list[Scope]:
-        rows = await run(self.session, self._scopes_in, (granularity_s, start))
-        return [(row.scope, row.scope_id) for row in rows]
-
-    async def recompute_window(self, scope: Scope, granularity_s: int, start: datetime, final: bool) -> WindowRow:
-        """The window's row from its inputs, written under its deterministic key."""
-        views, sessions = await asyncio.gather(
-            run(self.session, self._views_in, (*scope, granularity_s, start)),
-            run(self.session, self._sessions_in, (*scope, granularity_s, start)),
+    async def write_partials(self, partition: int, partials: Iterable[tuple[WindowKey, bytes, int]]) -> None:
+        """This Kafka partition's partial of each window (JSON from ``aggregate_json``), tagged with the offset it
+        includes (every event below it)."""
+        await bounded(
+            run(
+                self.session,
+                self._partial,
+                (scope, scope_id, g, from_ms(start_ms), partition, tag, aggregate.decode()),
+            )
+            for (scope, scope_id, g, start_ms), aggregate, tag in partials
         )
-        row = window_row(scope, granularity_s, start, [json.loads(v.metrics_json) for v in views], sessions)
+
+    async def read_partials(
+        self, partition: int, keys: Iterable[WindowKey]
+    ) -> dict[WindowKey, tuple[dict[str, Any], int]]:
+        """The stored partials of this Kafka partition for ``keys`` (absent ones are left out), with their tags."""
+        keys = list(keys)
+
+        async def read(key: WindowKey) -> list[Any]:
+            scope, scope_id, g, start_ms = key
+            return await run(self.session, self._partial_of, (scope, scope_id, g, from_ms(start_ms), partition))
+
+        found = {}
+        for key, rows in zip(keys, await bounded(read(key) for key in keys), strict=True):
+            if rows:
+                found[key] = (orjson.loads(rows[0].aggregate), int(rows[0].included_offset))
+        return found
+
+    async def write_window(self, key: WindowKey, final: bool) -> WindowRow:
+        """The window's row: the sum of its partials from every Kafka partition, under its deterministic key."""
+        scope, scope_id, g, start_ms = key
+        start = from_ms(start_ms)
+        rows = await run(self.session, self._partials_of, (scope, scope_id, g, start))
+        row = finalise_partials((scope, scope_id), g, start_ms, (orjson.loads(r.aggregate) for r in rows))
         values = asdict(row)
         await run(
             self.session,
@@ -244,6 +193,11 @@ class QoeStore:
             ),
         )  # fmt: skip
         return row
+
+    async def write_progress(self, viewer_id: str, video_id: str, position_s: float, at: datetime) -> None:
+        # The event time is the cell timestamp: an older heartbeat replayed later never wins.
+        micros = int(at.timestamp() * 1_000_000)
+        await run(self.session, self._progress, (viewer_id, video_id, position_s, at, micros))
 
     # --- reads for the API ----------------------------------------------------------------------
 
@@ -272,21 +226,17 @@ class QoeStore:
         return await run(self.session, self._get_progress, (viewer_id,))
 
 
-def window_row(
-    scope: Scope, granularity_s: int, start: datetime, views: Iterable[Mapping[str, Any]], sessions: Iterable[Any]
-) -> WindowRow:
-    """Rebuild one window from stored inputs with the same code that defines the metrics (common/qoe)."""
-    state = new_windows(granularities_s=[granularity_s])
-    start_ms = int(start.timestamp() * 1000)
-    key = f"{granularity_s * 1000}|{start_ms}|{scope[0]}|{scope[1]}"
-    for metrics in views:
-        add_view(state, metrics, scopes=[scope])
-    window = state["windows"].get(key)
-    if window is None:
-        window = state["windows"][key] = new_window(scope, granularity_s * 1000, start_ms)
-    for tally in sessions:
-        window["events"] += tally.events
-        window["bytes"] += tally.bytes
-        window["views_started"] += tally.views_started
-        window["sessions"][tally.session_id] = tally.events
-    return finalise(window)
+def aggregate_json(partial: Mapping[str, Any]) -> bytes:
+    """A partial as stored (sketch bin keys are strings already, so it round-trips exactly)."""
+    return orjson.dumps(partial)
+
+
+async def bounded(calls: Iterable[Any], limit: int = CONCURRENCY) -> list[Any]:
+    """Await the coroutines with at most ``limit`` in flight; results in order."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(call: Any) -> Any:
+        async with semaphore:
+            return await call
+
+    return await asyncio.gather(*(one(call) for call in calls))

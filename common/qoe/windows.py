@@ -332,16 +332,67 @@ def add_view(
         if scopes is not None and scope not in scopes:
             continue
         for window in _windows_for(state, scope, ts, "views"):
-            for name, value in part.items():
-                if name == "vst":
-                    if value is not None:
-                        sketch_add(window["vst"], value)
-                elif name == "rendition_ms":
-                    for rendition, ms in value.items():
-                        window["rendition_ms"][rendition] = window["rendition_ms"].get(rendition, 0) + ms
-                else:
-                    window[name] += value
+            add_view_part(window, part)
     return state
+
+
+def add_view_part(window: Window, part: Mapping[str, Any]) -> None:
+    """Add one scope's part of a closed view (from ``view_contributions``) to a window or a partial."""
+    for name, value in part.items():
+        if name == "vst":
+            if value is not None:
+                sketch_add(window["vst"], value)
+        elif name == "rendition_ms":
+            for rendition, ms in value.items():
+                window["rendition_ms"][rendition] = window["rendition_ms"].get(rendition, 0) + ms
+        else:
+            window[name] += value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Partial windows: one Kafka partition's share of a window, added up across partitions
+# ---------------------------------------------------------------------------------------------------------
+
+# Every field of a partial is an integer sum, except the rendition times (a sum per rendition) and the startup
+# time sketch (mergeable): so the partials that workers write for their own partitions add up to exactly the
+# window an offline recount gives, however the sessions are spread. ``concurrent`` is the number of sessions
+# with an event in the window: a session lives on one partition, so per-partition counts add up too.
+PARTIAL_SUMS: Final = (
+    "events", "concurrent", "bytes", "views_started", "views", "started_views", "playback_failures",
+    "startup_failures", "ebvs", "watch_ms", "rebuffer_ms", "rebuffer_count", "played_ms", "bitrate_kbps_ms",
+    "bitrate_time_ms",
+)  # fmt: skip
+
+
+def new_partial() -> dict[str, Any]:
+    """An empty partial window (JSON-serialisable)."""
+    partial: dict[str, Any] = dict.fromkeys(PARTIAL_SUMS, 0)
+    partial["rendition_ms"] = {}
+    partial["vst"] = new_sketch()
+    return partial
+
+
+def merge_partial(into: dict[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """Add ``other`` to ``into`` (mutated and returned)."""
+    for name in PARTIAL_SUMS:
+        into[name] += other.get(name, 0)
+    for rendition, ms in other.get("rendition_ms", {}).items():
+        into["rendition_ms"][rendition] = into["rendition_ms"].get(rendition, 0) + ms
+    if "vst" in other:
+        sketch_merge(into["vst"], other["vst"])
+    return into
+
+
+def finalise_partials(
+    scope: Scope, granularity_s: int, start_ms: int, partials: Iterable[Mapping[str, Any]]
+) -> WindowRow:
+    """The window row of the sum of its partials (one per partition that had anything in it)."""
+    total = new_partial()
+    for partial in partials:
+        merge_partial(total, partial)
+    window = {**total, "scope": scope[0], "scope_id": scope[1], "granularity_ms": granularity_s * 1000}
+    window["start_ms"] = start_ms
+    return finalise(window)
 
 
 def watermark(state: WindowsState) -> int | None:
@@ -422,7 +473,7 @@ def finalise(window: Mapping[str, Any]) -> WindowRow:
         window_start=from_ms(window["start_ms"]),
         window_end=from_ms(window["start_ms"] + window["granularity_ms"]),
         views_started=window["views_started"],
-        concurrent_viewers=len(window["sessions"]),
+        concurrent_viewers=window["concurrent"] if "concurrent" in window else len(window["sessions"]),
         events=window["events"],
         bytes_served=window["bytes"],
         views=views,

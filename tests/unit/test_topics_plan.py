@@ -90,20 +90,19 @@ def test_topic_prefix_is_applied() -> None:
 def test_every_faust_table_changelog_and_internal_topic_is_declared() -> None:
     """Each table's changelog and each internal topic of the workers exists before they start (topics.yaml)."""
     import processors.recommend
-    import processors.telemetry
     from processors.app import ROLE_MODULES
 
     specs = {s.name: s for s in load_specs(Settings())}
     role_of = {module: role for role, modules in ROLE_MODULES.items() for module in modules}
     changelogs = []
-    for module in (processors.telemetry, processors.recommend):
+    for module in (processors.recommend,):
         for table in [value for value in vars(module).values() if isinstance(value, faust.Table)]:
             name = f"vidplat-{role_of[module.__name__]}-{table.name}-changelog"
             assert name in specs, f"{name} (changelog of table {table.name}) is not in topics.yaml"
             assert specs[name].partitions == table.partitions, f"{name}: {specs[name].partitions} partitions"
             assert specs[name].config["cleanup.policy"] == "compact"
             changelogs.append(name)
-    assert len(changelogs) == 5
+    assert len(changelogs) == 4
     for topic in (processors.recommend.views_by_viewer_topic, processors.recommend.co_watches_topic):
         [name] = topic.topics
         assert specs[name].partitions == topic.partitions
