@@ -56,11 +56,14 @@ kept in ``extras`` as text (ints and decimals as numbers, booleans ``true``/``fa
 bare, inner lists in their RFC 8941 form such as ``(21300;v 400;a)``):
 
 =====================  ==================================================================================
-v1 request             CMCD_REQUEST, source CMCD_V1: session_id = sid, video_id = cid, bitrate_kbps = br,
-                       playhead_s = pt / 1000 if sent; ``bs`` stays in extras as ``bs=true``, which the view
-                       state machine counts as a starvation mark (a stall happened since the previous
-                       request; its duration is unknown). seq: the caller's counter; client_ts: ts if sent,
-                       else the receive time.
+v1 request             CMCD_REQUEST, source CMCD_V1: session_id = sid, video_id = the video the request
+                       served (the caller's, from the request path), bitrate_kbps = br, playhead_s = pt /
+                       1000 if sent; ``cid`` stays in extras: it is whatever the integrator configured (a
+                       player set up with ``cid: "holdout"`` sends that on every request), so taking it as
+                       the video would let any client book its bytes on any video. ``bs`` stays in extras as
+                       ``bs=true``, which the view state machine counts as a starvation mark (a stall
+                       happened since the previous request; its duration is unknown). seq: the caller's
+                       counter; client_ts: ts if sent, else the receive time.
 v2 ``e=ps``, sta=s     PLAY_REQUESTED
 sta=p                  after s: FIRST_FRAME; after r: STALL_END; after k: SEEK_END; after a: PLAY; with no
                        (or another) previous state in the batch / given by the caller: CMCD_EVENT. All keep
@@ -80,6 +83,8 @@ sta=d                  CMCD_EVENT (preloading: loading ahead of a start that has
 ``e=bc``               RENDITION_CHANGE with bitrate_kbps = br (no rendition name or size in CMCD)
 ``e=rr``               CMCD_REQUEST (a response received; url, rc, ttfb, ttlb in extras)
 ``e=c`` / b / others   CMCD_EVENT (content change: video_id = the new cid)
+v2, every report       video_id = cid: an event-mode report describes no request of ours, so the player's
+                       content id is all there is (as the SDK's beacons name their video)
 =====================  ==================================================================================
 
 v2 seq is ``sn``; a report without ``sn`` takes the caller's counter. msd, bsa, bsd, bsda, dfa, ... stay in
@@ -317,6 +322,7 @@ def _event(
     seq: int,
     received_ts: datetime,
     session_id: str | None,
+    video_id: str | None,
     consumed: set[str],
 ) -> dict[str, Any]:
     sid = data.get("sid") or session_id
@@ -325,14 +331,14 @@ def _event(
     received_ms = to_ms(received_ts)
     client_ts = from_ms(int(data["ts"])) if "ts" in data else from_ms(received_ms)
     pt_ms = _first_int(data.get("pt"))
-    used = consumed | {"sid", "cid", "ts", "pt", "sn"}
+    used = consumed | {"sid", "ts", "pt", "sn"}
     return {
         "session_id": str(sid),
         "seq": seq,
         "event_type": event_type,
         "client_ts": client_ts,
         "received_ts": from_ms(received_ms),
-        "video_id": data.get("cid"),
+        "video_id": video_id,
         "user_id": None,
         "profile_id": None,
         "device_class": None,
@@ -356,13 +362,15 @@ def v1_event(
     *,
     seq: int,
     received_ts: datetime,
+    video_id: str,
     session_id: str | None = None,
     nbytes: int | None = None,
 ) -> dict[str, Any]:
     """The PlaybackEvent of one CMCD v1 request (``data`` from ``parse_query`` / ``parse_headers``).
 
-    ``seq`` is the collector's counter for the session, ``nbytes`` the size of the response it served;
-    ``session_id`` is used when the request carries no ``sid``."""
+    ``video_id`` is the video the request served and ``nbytes`` the size of the response; the request's
+    ``cid`` is kept in extras only (see the module docstring). ``seq`` is the collector's counter for the
+    session; ``session_id`` is used when the request carries no ``sid``."""
     event = _event(
         data,
         event_type="CMCD_REQUEST",
@@ -370,6 +378,7 @@ def v1_event(
         seq=seq,
         received_ts=received_ts,
         session_id=session_id,
+        video_id=video_id,
         consumed={"br"},
     )
     event["bitrate_kbps"] = _first_int(data.get("br"))
@@ -412,7 +421,7 @@ def v2_event(
     if seq is None:
         raise CmcdError("no sequence number: the report has no sn and none was given")
     event_type = "CMCD_EVENT"
-    consumed: set[str] = set()
+    consumed: set[str] = {"cid"}
     fatal = False
     if kind == "ps":
         if sta is None:
@@ -438,6 +447,7 @@ def v2_event(
         seq=seq,
         received_ts=received_ts,
         session_id=session_id,
+        video_id=data.get("cid"),
         consumed=consumed,
     )
     bitrate = data.get("pb") if event_type == "HEARTBEAT" and "pb" in data else data.get("br")

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from api.app import init_app
 from api.cmcd import collector_key, device_class_of
 from api.keys import catalog_key
+from common.qoe import views
 from common.settings import Settings
 from common.storage import storage_client
 from tests.kafka_tools import end_offsets, events_for, with_telemetry_topic
@@ -183,6 +184,35 @@ async def test_v1_headers_are_harvested_and_bad_cmcd_never_breaks_playback(
     assert (event["bitrate_kbps"], event["bytes"], event["extras"]["bs"]) == (1500, len(SEGMENT), "true")
     assert event["device_class"] == "other"  # the test client's own User-Agent
     assert events_for(cmcd_settings, topic_of(cmcd_settings), start, "x", wait_for=0) == []
+
+
+async def test_v1_bytes_belong_to_the_served_video_whatever_cid_the_player_sends(
+    client: TestClient[Any, Any], cmcd_settings: Settings, segment_video: str
+) -> None:
+    """dash.js and Shaka configured with ``cid: "holdout"`` play a platform video (query mode and header
+    mode): every request's event, and so its bytes, is the served video's; "holdout" is kept in extras as the
+    integrator's content id, and no event or byte lands on a video called "holdout"."""
+    sid = f"s-{uuid.uuid4().hex}"
+    start = end_offsets(cmcd_settings, topic_of(cmcd_settings))
+    path = f"/api/v1/videos/{segment_video}/360p/seg_00001.m4s"
+    query = urllib.parse.urlencode({"CMCD": f'br=800,cid="holdout",d=4000,ot=v,sf=d,sid="{sid}",st=v'})
+    async with client.get(f"{path}?{query}", headers={"User-Agent": CHROME_LINUX}) as reply:
+        assert reply.status == 200 and len(await reply.read()) == len(SEGMENT)
+    headers = {"CMCD-Object": "br=800,d=4000,ot=v", "CMCD-Session": f'cid="holdout",sf=d,sid="{sid}",st=v'}
+    async with client.get(path, headers=headers) as reply:
+        assert reply.status == 200 and len(await reply.read()) == len(SEGMENT)
+    await published(client, 2)
+    events = events_for(cmcd_settings, topic_of(cmcd_settings), start, sid, wait_for=2)
+    assert [(e["event_type"], e["video_id"], e["rendition"], e["bytes"], e["extras"]["cid"]) for e in events] == [
+        ("CMCD_REQUEST", segment_video, "360p", len(SEGMENT), "holdout")
+    ] * 2
+
+    # What the QoE agent books for them: the served video's bytes, nothing on "holdout".
+    session = views.new_session(sid)
+    for event in events:
+        views.apply(session, event, reorder_window_s=None)
+    activity = views.drain(session).activity
+    assert [(a["video_id"], a["bytes"]) for a in activity] == [(segment_video, len(SEGMENT))] * 2
 
 
 async def test_the_collector_numbers_v1_requests_strictly_increasing(client: TestClient[Any, Any]) -> None:

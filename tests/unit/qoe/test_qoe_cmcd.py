@@ -60,7 +60,7 @@ def test_hlsjs_query_argument() -> None:
         "su": True,
     }
     assert isinstance(data["ot"], Token) and not isinstance(data["sid"], Token)
-    event = cmcd.v1_event(data, seq=41, received_ts=NOW, nbytes=1_601_234)
+    event = cmcd.v1_event(data, seq=41, received_ts=NOW, video_id="served-video", nbytes=1_601_234)
     assert valid(event)
     assert (event["event_type"], event["source"], event["session_id"], event["seq"]) == (
         "CMCD_REQUEST",
@@ -71,7 +71,7 @@ def test_hlsjs_query_argument() -> None:
     assert (event["bitrate_kbps"], event["bytes"], event["video_id"], event["client_ts"]) == (
         3200,
         1_601_234,
-        None,
+        "served-video",
         NOW,
     )
     assert event["extras"] == {
@@ -94,19 +94,43 @@ def test_dashjs_query_and_the_same_data_as_headers() -> None:
     from_headers = cmcd.parse_headers(HEADERS)
     assert from_headers == from_query
     assert cmcd.parse_headers(list(HEADERS.items())) == from_query
-    event = cmcd.v1_event(from_headers, seq=0, received_ts=NOW)
+    event = cmcd.v1_event(from_headers, seq=0, received_ts=NOW, video_id="served-video")
     assert valid(event)
-    assert event["video_id"] == "faec5fc2-ac30-11ea-bb37-0242ac130002"
+    assert (event["video_id"], event["extras"]["cid"]) == ("served-video", "faec5fc2-ac30-11ea-bb37-0242ac130002")
     assert event["extras"]["pr"] == "1.08" and event["extras"]["nrr"] == "12323-48763"
     assert cmcd.parse_headers({"Accept": "*/*"}) == {}
 
 
 def test_unknown_and_custom_keys_are_kept_as_text() -> None:
     data = cmcd.parse_dictionary('br=800,com.example-abr="bola",xyz=?0,zz=1.5,yy=(1 2);p')
-    event = cmcd.v1_event(data, seq=1, received_ts=NOW, session_id="fallback")
+    event = cmcd.v1_event(data, seq=1, received_ts=NOW, video_id="v", session_id="fallback")
     assert event["session_id"] == "fallback"
     assert event["extras"] == {"com.example-abr": "bola", "xyz": "false", "zz": "1.5", "yy": "(1 2);p"}
     assert valid(event)
+
+
+def test_v1_requests_belong_to_the_served_video_and_keep_the_players_cid_in_extras() -> None:
+    """dash.js and Shaka configured with cid "holdout" send it on every request: the bytes are still the
+    served video's, and "holdout" is kept as the integrator's label."""
+    query = cmcd.parse_query("CMCD=br%3D800%2Ccid%3D%22holdout%22%2Cot%3Dv%2Csid%3D%22s-1%22")
+    headers = cmcd.parse_headers({"CMCD-Object": "br=800,ot=v", "CMCD-Session": 'cid="holdout",sid="s-1"'})
+    assert query == headers
+    for data in (query, headers):
+        event = cmcd.v1_event(data, seq=7, received_ts=NOW, video_id="video-x", nbytes=1000)
+        assert valid(event)
+        assert (event["video_id"], event["bytes"], event["extras"]) == ("video-x", 1000, {"cid": "holdout", "ot": "v"})
+    # Without a cid there is nothing to keep; the video is still the served one.
+    event = cmcd.v1_event(cmcd.parse_dictionary('br=800,sid="s-1"'), seq=8, received_ts=NOW, video_id="video-x")
+    assert (event["video_id"], event["extras"]) == ("video-x", {})
+
+
+def test_v2_reports_take_the_video_from_cid() -> None:
+    """Event-mode reports describe no request of ours: cid is the only video there is, so it is the video
+    (and not repeated in extras)."""
+    [with_cid, without] = cmcd.parse_event_report('e=t,cid="video-a",sid="s",sn=0\ne=t,sid="s",sn=1')
+    event = cmcd.v2_event(with_cid, received_ts=NOW)
+    assert (event["video_id"], "cid" in event["extras"]) == ("video-a", False)
+    assert cmcd.v2_event(without, received_ts=NOW)["video_id"] is None
 
 
 REPORT = "\n".join(
@@ -271,7 +295,7 @@ def test_malformed_queries_headers_and_reports_are_refused() -> None:
     with pytest.raises(CmcdError, match="no sequence number"):
         cmcd.v2_event(cmcd.parse_dictionary('e=t,sid="s"'), received_ts=NOW)
     with pytest.raises(CmcdError, match="no session id"):
-        cmcd.v1_event(cmcd.parse_dictionary("br=3200"), seq=0, received_ts=NOW)
+        cmcd.v1_event(cmcd.parse_dictionary("br=3200"), seq=0, received_ts=NOW, video_id="v")
     assert issubclass(CmcdError, ValueError)
 
 
