@@ -3,18 +3,35 @@
 ``generate(seed, n_sessions)`` plays ``n_sessions`` random sessions (one to three views each: startups with
 and without a startup stall, exits before video start, startup failures, rebuffers, seeks with and without
 a seek stall, a stall the viewer seeks or pauses out of, pauses, rendition switches, player resizes,
-non-fatal and fatal errors, a repeated play request, heartbeats every 5 s, segment requests with bytes). The
-simulator decides every duration itself and books it into a ``ViewTruth`` as it goes (startup, played,
-rebuffering, seeking, paused, with the rendition current at the time), so the truth never comes from running
-``common.qoe.views`` on the events. ``Session.events`` are the PlaybackEvent dicts in seq order;
-``Session.deliveries(rng)`` / ``deliveries(sessions, seed)`` add duplicates and delivery delays (arrival
-order). ``recount(sessions)`` is the offline recount of the windows from the truth, applying the attribution
-rules of ``common.qoe.windows`` (views by close time, activity by event time).
+non-fatal and fatal errors, a repeated play request, heartbeats every 5 s, segment requests with bytes; and,
+in a ``quiet_rate`` share of the sessions, 10 % by default, one quiet gap: see below). The simulator decides
+every duration itself and books it into a ``ViewTruth`` as it goes (startup, played, rebuffering, seeking,
+paused, with the rendition current at the time), so the truth never comes from running ``common.qoe.views``
+on the events. ``Session.events`` are the PlaybackEvent dicts in seq order; ``Session.deliveries(rng)`` /
+``deliveries(sessions, seed)`` add duplicates and delivery delays (arrival order). ``recount(sessions)`` is
+the offline recount of the windows from the truth, applying the attribution rules of ``common.qoe.windows``
+(views by close time, activity by event time).
 
 The simulated player behaves the way the definitions in ``common.qoe.views`` expect a real one to be
 reported: a played segment starts with a HEARTBEAT (so a later stall is not mistaken for seek latency), a
-stall that directly follows a seek is reported at the SEEK_END instant, gaps between events stay below 20 s
-(the inactivity timeout is 30 s), and only the last view of a session may be abandoned without END.
+stall that directly follows a seek is reported at the SEEK_END instant, gaps between the events of an open
+view stay below 20 s (``MAX_EVENT_GAP_MS``; the inactivity timeout is 30 s) except for the quiet gaps, and
+only the last view of a session or one interrupted by a quiet gap ends without END, fatal error or a next
+view. Between views (after an END or a fatal error) a player may be silent for up to a minute: no view is
+open then, so nothing expires.
+
+Quiet gaps: mid-view, while playing, paused, stalled or seeking, the viewer hides the tab, loses the network
+or puts the phone away, and the player sends nothing for ``QUIET_MIN_MS`` .. ``QUIET_MAX_MS`` (32-120 s: the
+30 s inactivity timeout plus a margin). The platform closes that view as ``inactive`` (views.py): it ends at
+its last event, which the simulator makes the last thing it booked (a HEARTBEAT at the moment it goes quiet
+unless an event was sent then), so its watch, paused, rebuffer and seek times run up to that event and a
+stall or seek in progress is booked up to it as what it was; it is attributed to last event + 30 s. Then the
+player comes back: a few HEARTBEATs (and maybe a PLAYER_RESIZE) outside any view, counted as activity of
+the video with no rendition, and a PLAY_REQUESTED that starts a new view of the same video, which plays on
+like any other (and may itself end, fail or be abandoned). The gap also exists for the collector: in
+``deliveries`` no event after a silence of 30 s or more arrives before the latest arrival before it plus
+that silence, so delivery delays (at most ``max_delay_ms``) neither hide a gap nor, since they stay below
+30 s - ``MAX_EVENT_GAP_MS``, create one.
 
     python -m common.qoe.simulate 1000   # prints the ground-truth totals of 1000 sessions
 """
@@ -51,6 +68,12 @@ DEVICES: Final = ("desktop", "mobile", "tv")
 HEARTBEAT_MS: Final = 5000
 REQUEST_EVERY_MS: Final = 4000
 INACTIVITY_MS: Final = int(DEFAULT_INACTIVITY_S * 1000)
+# Longest silence inside an open view, quiet gaps aside (the heartbeats keep it near 5 s).
+MAX_EVENT_GAP_MS: Final = 20_000
+# Quiet gaps: the inactivity timeout plus a margin, up to two minutes.
+QUIET_MIN_MS: Final = INACTIVITY_MS + 2000
+QUIET_MAX_MS: Final = 120_000
+DEFAULT_QUIET_RATE: Final = 0.1
 DEFAULT_START_MS: Final = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
@@ -105,6 +128,7 @@ class ViewTruth:
     max_upscale: Fraction | None = None
     position_ms: int = 0
     events: int = 0
+    last_ms: int = 0  # the view's last event other than a segment request (an inactive view ends there)
 
     @property
     def view_id(self) -> str:
@@ -153,15 +177,46 @@ class Session:
         for ev in self.events:
             yield _copy(ev)
 
+    def bursts(self) -> list[list[dict[str, Any]]]:
+        """The events in seq order, split where the player was silent for the inactivity timeout or longer
+        (quiet gaps, and long pauses between views); fresh copies."""
+        out: list[list[dict[str, Any]]] = []
+        previous = None
+        for ev in self.events:
+            ts = to_ms(ev["client_ts"])
+            if previous is None or ts - previous >= INACTIVITY_MS:
+                out.append([])
+            out[-1].append(_copy(ev))
+            previous = ts
+        return out
+
     def deliveries(
         self, rng: random.Random, *, duplicate_rate: float = 0.1, max_delay_ms: int = 2000
     ) -> list[Delivery]:
-        """Every event once plus random duplicates, each arriving after a random delay, in arrival order."""
+        """Every event once plus random duplicates, each arriving after a random delay of 0 .. ``max_delay_ms``,
+        in arrival order. A silence of the player (``bursts``) is at least as long in arrival time: nothing
+        after it arrives before the latest arrival before it plus the silence (a delay that would is raised to
+        that, which keeps it within ``max_delay_ms``)."""
+        if not 0 <= max_delay_ms < INACTIVITY_MS - MAX_EVENT_GAP_MS:
+            raise ValueError(
+                f"max_delay_ms must be in [0, {INACTIVITY_MS - MAX_EVENT_GAP_MS}): a longer delay could turn an "
+                "ordinary pause between events into a silence of the inactivity timeout"
+            )
         out = []
+        latest: int | None = None  # the latest arrival so far
+        floor: int | None = None  # no arrival before this (set after each silence)
+        previous: int | None = None
         for ev in self.events:
+            ts = to_ms(ev["client_ts"])
+            if previous is not None and latest is not None and ts - previous >= INACTIVITY_MS:
+                floor = latest + ts - previous
+            previous = ts
             copies = 2 if rng.random() < duplicate_rate else 1
             for _ in range(copies):
-                arrival = to_ms(ev["client_ts"]) + rng.randint(0, max_delay_ms)
+                arrival = ts + rng.randint(0, max_delay_ms)
+                if floor is not None:
+                    arrival = max(arrival, floor)
+                latest = arrival if latest is None else max(latest, arrival)
                 delivered = _copy(ev)
                 delivered["received_ts"] = from_ms(arrival)
                 out.append(Delivery(arrival, rng.random(), delivered))
@@ -182,7 +237,7 @@ def _copy(ev: dict[str, Any]) -> dict[str, Any]:
 class _Player:
     """One simulated session: emits events and books the truth of every millisecond it spends."""
 
-    def __init__(self, rng: random.Random, session_id: str, t0: int) -> None:
+    def __init__(self, rng: random.Random, session_id: str, t0: int, *, quiet_rate: float = 0.0) -> None:
         self.rng = rng
         self.sid = session_id
         self.t = t0
@@ -198,6 +253,11 @@ class _Player:
         self.view: ViewTruth | None = None
         self.rendition: Rendition | None = None
         self.player_startup_ms: int | None = None
+        # The session goes quiet once, in its first view that starts playing (no draw at all when the rate
+        # is 0, so such sessions are those of a simulator without quiet gaps).
+        self.quiet_pending = quiet_rate > 0 and rng.random() < quiet_rate
+        # The video the player holds between views (after a quiet gap), reported on its heartbeats.
+        self.idle_video: str | None = None
 
     # -- events ------------------------------------------------------------------------------------------
     def emit(
@@ -214,13 +274,14 @@ class _Player:
         view = self.view
         request = etype == "CMCD_REQUEST"
         seq = self.request_seq if request else self.seq
+        video = view.video_id if view else self.idle_video
         ev: dict[str, Any] = {
             "session_id": self.sid,
             "seq": seq,
             "event_type": etype,
             "client_ts": from_ms(self.t),
             "received_ts": from_ms(self.t),
-            "video_id": view.video_id if view else None,
+            "video_id": video,
             "user_id": self.user,
             "profile_id": None,
             "device_class": self.device,
@@ -257,12 +318,14 @@ class _Player:
             # Requests count in the windows' activity, not in a view (see views._count_request).
             view.events += 1
             view.bytes += nbytes or 0
+            view.last_ms = self.t
         self.activity.append(
             ActivityTruth(
                 session_id=self.sid,
                 seq=seq,
                 ts_ms=self.t,
-                video_id=view.video_id if view else None,
+                # Outside a view an event counts for the video it names, with no rendition (views._activity).
+                video_id=video,
                 rendition=self.rendition.name if (view and self.rendition) else None,
                 device_class=self.device,
                 bytes=nbytes or 0,
@@ -347,7 +410,8 @@ class _Player:
 
     # -- a view ------------------------------------------------------------------------------------------
     def play_view(self, video: str, *, last: bool) -> str:
-        """One view from its PLAY_REQUESTED to its end; returns how it ended (end, fatal, abandon, switch)."""
+        """One view from its PLAY_REQUESTED to its end; returns how it ended (its close reason, or ``quiet``
+        when the session went quiet in it)."""
         rng = self.rng
         view = ViewTruth(
             session_id=self.sid,
@@ -406,10 +470,15 @@ class _Player:
 
         self.emit("FIRST_FRAME", rendition=initial if self.rendition is None else None)
         view.vst_ms = startup
-        for _ in range(rng.randint(0, 10)):
+        n_actions = rng.randint(0, 10)
+        # After which played segment the viewer goes away, if this is the view the session goes quiet in.
+        quiet_at = rng.randint(0, n_actions) if self.quiet_pending else None
+        for i in range(n_actions + 1):
             self.segment(rng.randint(500, 30_000))
-            self.action()
-        self.segment(rng.randint(500, 30_000))
+            if i == quiet_at:
+                return self.go_quiet()
+            if i < n_actions:
+                self.action()
         ending = rng.choices(
             ("end", "fatal", "abandon", "switch"), weights=(50, 10, 20 if last else 0, 0 if last else 20)
         )[0]
@@ -425,7 +494,49 @@ class _Player:
             return self._finish(view, "inactive")
         return self._finish(view, "new_view")
 
-    def _finish(self, view: ViewTruth, reason: str) -> str:
+    def go_quiet(self) -> str:
+        """The viewer goes away mid-view: the player's last events, then nothing; the platform closes the view
+        as inactive at its last event, so everything booked up to it and nothing after."""
+        rng = self.rng
+        view = self.view
+        assert view is not None
+        self.quiet_pending = False
+        how = rng.choice(("playing", "paused", "stalled", "seeking"))
+        if how == "paused":  # the tab was hidden and the player paused itself
+            self.emit("PAUSE")
+            self.spend(rng.randint(0, 20_000), "paused")
+        elif how == "stalled":  # the network went away: a rebuffer until the view is closed
+            self.emit("STALL_START")
+            view.rebuffer_count += 1
+            self._slice().rebuffer_count += 1
+            self.spend(rng.randint(0, 12_000), "rebuffer")
+        elif how == "seeking":
+            self.emit("SEEK_START")
+            self.spend(rng.randint(0, 3000), "seek")
+        if view.last_ms < self.t:
+            self.emit("HEARTBEAT")  # the last sign of life: the view ends here
+        return self._finish(view, "quiet")
+
+    def come_back(self, video: str) -> None:
+        """After a quiet gap: some heartbeats (the player holds ``video``) outside any view, then the caller
+        plays a new view of the same video."""
+        rng = self.rng
+        self.t += rng.randint(QUIET_MIN_MS, QUIET_MAX_MS)
+        self.idle_video = video
+        for _ in range(rng.randint(0, 3)):
+            self.emit("HEARTBEAT")
+            if rng.random() < 0.2:  # the phone was turned round
+                self.player = rng.choice([p for p in PLAYER_SIZES if p != self.player])
+                self.emit("PLAYER_RESIZE", player=True)
+            self.t += rng.randint(200, HEARTBEAT_MS)
+        self.idle_video = None
+
+    def _finish(self, view: ViewTruth, how: str) -> str:
+        """Book the end of the view; ``how`` is its close reason, or ``quiet`` for an inactivity close that
+        the session comes back from."""
+        reason = "inactive" if how == "quiet" else how
+        if reason == "inactive":
+            assert view.last_ms == self.t, "an inactive view ends at its last event"
         view.end_ms = self.t
         view.close_reason = reason
         view.close_ms = self.t + INACTIVITY_MS if reason == "inactive" else self.t
@@ -434,7 +545,7 @@ class _Player:
             view.pending = SliceTruth()
         self.view = None
         self.rendition = None
-        return reason
+        return how
 
     def action(self) -> None:
         rng = self.rng
@@ -515,6 +626,9 @@ class _Player:
         for i in range(n_views):
             last = i == n_views - 1
             how = self.play_view(video, last=last)
+            while how == "quiet":
+                self.come_back(video)
+                how = self.play_view(video, last=last)
             if last:
                 break
             video = rng.choice([v for v in videos if v != video])
@@ -522,8 +636,10 @@ class _Player:
                 self.t += rng.randint(0, 60_000)
 
 
-def generate_session(rng: random.Random, session_id: str, start_ms: int, videos: list[str]) -> Session:
-    player = _Player(rng, session_id, start_ms)
+def generate_session(
+    rng: random.Random, session_id: str, start_ms: int, videos: list[str], *, quiet_rate: float = DEFAULT_QUIET_RATE
+) -> Session:
+    player = _Player(rng, session_id, start_ms, quiet_rate=quiet_rate)
     player.play_session(videos)
     return Session(
         session_id=session_id,
@@ -542,12 +658,16 @@ def generate(
     start_ms: int = DEFAULT_START_MS,
     spread_ms: int = 120_000,
     n_videos: int = 12,
+    quiet_rate: float = DEFAULT_QUIET_RATE,
 ) -> list[Session]:
-    """``n_sessions`` random sessions starting within ``spread_ms`` of ``start_ms`` (deterministic per seed)."""
+    """``n_sessions`` random sessions starting within ``spread_ms`` of ``start_ms`` (deterministic per seed);
+    a ``quiet_rate`` share of them goes quiet once mid-view and comes back (0: none does)."""
+    if not 0 <= quiet_rate <= 1:
+        raise ValueError("quiet_rate must be in [0, 1]")
     rng = random.Random(seed)
     videos = [f"video-{i:03d}" for i in range(n_videos)]
     return [
-        generate_session(rng, f"s{seed}-{i:05d}", start_ms + rng.randint(0, spread_ms), videos)
+        generate_session(rng, f"s{seed}-{i:05d}", start_ms + rng.randint(0, spread_ms), videos, quiet_rate=quiet_rate)
         for i in range(n_sessions)
     ]
 
@@ -556,7 +676,8 @@ def deliveries(
     sessions: Iterable[Session], seed: int, *, duplicate_rate: float = 0.1, max_delay_ms: int = 2000
 ) -> list[Delivery]:
     """The events of all sessions as they arrive: duplicated at ``duplicate_rate``, each delayed by up to
-    ``max_delay_ms`` (so reordered within a session), merged in arrival order."""
+    ``max_delay_ms`` (so reordered within a session; silences kept, see ``Session.deliveries``), merged in
+    arrival order."""
     rng = random.Random(seed)
     out = [d for s in sessions for d in s.deliveries(rng, duplicate_rate=duplicate_rate, max_delay_ms=max_delay_ms)]
     out.sort(key=lambda d: (d.arrival_ms, d.tiebreak))

@@ -1,13 +1,20 @@
 """Oracle: simulated players whose ground truth the simulator booked itself, delivered late, out of order
 and duplicated, go through views + windows the way the agents will run them; every count and ratio must
-equal the simulator's recount exactly (integer milliseconds), percentiles within the sketch's 1 %."""
+equal the simulator's recount exactly (integer milliseconds), percentiles within the sketch's 1 %.
+
+Inactivity is judged as the platform judges it (common/qoe/partition.py, processors/telemetry.py): by the
+collector's clock. Each delivery first moves the partition's watermark (the newest ``received_ts``), then
+every session whose last arrival + 30 s is at or before it is closed as ``inactive``, and only then is the
+event applied, so a session that comes back after a quiet gap finds its view closed."""
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -16,7 +23,8 @@ import pytest
 from common.qoe import simulate, views, windows
 from common.qoe.views import ViewMetrics
 
-SWEEP_EVERY_MS = 1000
+CLOSE_WINDOWS_EVERY_MS = 1000
+INACTIVITY_MS = int(views.DEFAULT_INACTIVITY_S * 1000)
 
 
 @dataclass
@@ -25,17 +33,30 @@ class Result:
     rows: list[windows.WindowRow]
     late: dict[tuple[str, str, int], dict[str, int]]
     counters: dict[str, int]
+    # The views the inactivity sweep closed while the input went on (not the end-of-input close).
+    swept: list[str] = field(default_factory=list)
+
+
+def session_deadline(session: dict[str, Any]) -> int | None:
+    """Collector time at which the session's open view (or its buffered events) expires, as the platform
+    computes it (processors/telemetry.py, common/qoe/partition.py): last arrival + 30 s."""
+    if views.expires_at(session) is None:
+        return None
+    return int(session["last_arrival_ms"] + INACTIVITY_MS)
 
 
 def stream(deliveries: list[simulate.Delivery], *, json_every: int = 0) -> Result:
-    """Run deliveries in arrival order like the agents: apply, drain into the windows; every second of
-    event time tick the reorder buffers, close expired views, then close the windows behind the watermark."""
+    """Run deliveries in arrival order like the agents: move the watermark to the event's arrival time, close
+    the sessions quiet for 30 s of it, apply the event and drain into the windows; every second of arrival
+    time close the windows behind the windows' own (event-time) watermark."""
     sessions: dict[str, dict[str, Any]] = {}
     state = windows.new_windows()
     closed_views: list[ViewMetrics] = []
+    swept: list[str] = []
     rows: list[windows.WindowRow] = []
-    clock = None
-    last_sweep = None
+    watermark: int | None = None
+    last_close: int | None = None
+    deadlines: list[tuple[int, str]] = []  # heap; an entry is current while it equals the session's deadline
 
     def take(session: dict[str, Any], extra: ViewMetrics | None = None) -> None:
         drained = views.drain(session)
@@ -46,31 +67,43 @@ def stream(deliveries: list[simulate.Delivery], *, json_every: int = 0) -> Resul
             windows.add_view(state, m)
 
     def sweep(now: int) -> None:
-        for sid, session in sessions.items():
-            views.tick(session, now)
-            expired = views.close(session, "inactive") if views.expire(session, now) else None
+        while deadlines and deadlines[0][0] <= now:
+            deadline, sid = heapq.heappop(deadlines)
+            session = sessions[sid]
+            if session_deadline(session) != deadline:
+                continue  # stale: the session was heard from (or closed) since
+            expired = views.close(session, "inactive")
+            if expired is not None:
+                swept.append(expired.view_id)
             take(session, expired)
-            sessions[sid] = session
-        rows.extend(windows.close_windows(state))
 
     for n, delivery in enumerate(deliveries):
         event = delivery.event
-        ts = views.to_ms(event["client_ts"])
-        clock = ts if clock is None else max(clock, ts)
-        session = sessions.setdefault(event["session_id"], views.new_session(event["session_id"]))
+        sid = event["session_id"]
+        arrived = views.to_ms(event["received_ts"])
+        assert arrived == delivery.arrival_ms
+        watermark = arrived if watermark is None else max(watermark, arrived)
+        sweep(watermark)  # before the event: a session back from a quiet gap finds its view closed
+        session = sessions.setdefault(sid, views.new_session(sid))
         views.apply(session, event)
+        # Every event is a sign of life, a duplicate or one waiting in the reorder buffer included.
+        session["last_arrival_ms"] = max(session.get("last_arrival_ms", arrived), arrived)
         take(session)
+        deadline = session_deadline(session)
+        if deadline is not None and session.get("scheduled") != deadline:
+            session["scheduled"] = deadline
+            heapq.heappush(deadlines, (deadline, sid))
         if json_every and n % json_every == 0:
-            sessions[event["session_id"]] = json.loads(json.dumps(session))
+            sessions[sid] = json.loads(json.dumps(session))
             state = json.loads(json.dumps(state))
-        if last_sweep is None or clock - last_sweep >= SWEEP_EVERY_MS:
-            sweep(clock)
-            last_sweep = clock
+        if last_close is None or watermark - last_close >= CLOSE_WINDOWS_EVERY_MS:
+            rows.extend(windows.close_windows(state))
+            last_close = watermark
     for session in sessions.values():  # end of input: everything still open expires
         take(session, views.close(session, "inactive"))
     rows.extend(windows.flush(state))
     counters = {k: sum(s["counters"][k] for s in sessions.values()) for k in views.new_session("x")["counters"]}
-    return Result(closed_views, rows, windows.late_counts(state), counters)
+    return Result(closed_views, rows, windows.late_counts(state), counters, swept)
 
 
 def check_views(sessions: list[simulate.Session], got: list[ViewMetrics]) -> None:
@@ -196,8 +229,10 @@ def check_windows(sessions: list[simulate.Session], rows: list[windows.WindowRow
             assert r.vst_median_ms is None and r.vst_p95_ms is None
 
 
-def run_streaming(n_sessions: int, seed: int, *, json_every: int = 0) -> None:
-    sessions = simulate.generate(seed, n_sessions)
+def run_streaming(
+    n_sessions: int, seed: int, *, json_every: int = 0, quiet_rate: float = simulate.DEFAULT_QUIET_RATE
+) -> tuple[list[simulate.Session], Result]:
+    sessions = simulate.generate(seed, n_sessions, quiet_rate=quiet_rate)
     deliveries = simulate.deliveries(sessions, seed, duplicate_rate=0.15, max_delay_ms=2000)
     result = stream(deliveries, json_every=json_every)
     check_views(sessions, result.views)
@@ -208,28 +243,42 @@ def run_streaming(n_sessions: int, seed: int, *, json_every: int = 0) -> None:
     assert result.counters["duplicates"] == len(deliveries) - n_events
     assert result.counters["forced_releases"] == result.counters["skipped"] == result.counters["late"] == 0
     assert result.counters["orphans"] == 0
+    # Every view interrupted by a quiet gap was closed by the sweep, before the session came back.
+    assert {v.view_id for v in interrupted(sessions)} <= set(result.swept)
+    return sessions, result
 
 
-def run_shuffled(n_sessions: int, seed: int) -> None:
-    """Each session's events (with duplicates) in a fully random order, then everything is closed."""
+def interrupted(sessions: list[simulate.Session]) -> list[simulate.ViewTruth]:
+    """Views closed as inactive mid-session: the session went quiet in them and came back."""
+    return [v for s in sessions for v in s.views[:-1] if v.close_reason == "inactive"]
+
+
+def run_shuffled(n_sessions: int, seed: int, *, quiet_rate: float = simulate.DEFAULT_QUIET_RATE) -> None:
+    """Each session's events (with duplicates) in a fully random order between its silences of 30 s or more
+    (nothing is delivered across a silence: ``simulate.deliveries`` keeps them in arrival time), the session
+    closed as inactive at each silence, then everything is closed."""
     rng = random.Random(seed)
-    sessions = simulate.generate(seed, n_sessions)
+    sessions = simulate.generate(seed, n_sessions, quiet_rate=quiet_rate)
     closed: list[ViewMetrics] = []
     state = windows.new_windows()
     for s in sessions:
-        delivered = [d.event for d in s.deliveries(rng, duplicate_rate=0.3)]
-        rng.shuffle(delivered)
+        starts = [views.to_ms(burst[0]["client_ts"]) for burst in s.bursts()[1:]]
+        delivered: list[list[dict[str, Any]]] = [[] for _ in range(len(starts) + 1)]
+        for d in s.deliveries(rng, duplicate_rate=0.3):
+            delivered[bisect.bisect_right(starts, views.to_ms(d.event["client_ts"]))].append(d.event)
         session = views.new_session(s.session_id)
-        for event in delivered:
-            views.apply(session, event, reorder_window_s=None)
-        last = views.close(session, "inactive")
-        drained = views.drain(session)
-        got = drained.views + ([last] if last else [])
-        closed += got
-        for a in drained.activity:
-            windows.add_activity(state, a)
-        for m in got:
-            windows.add_view(state, m)
+        for burst in delivered:
+            rng.shuffle(burst)
+            for event in burst:
+                views.apply(session, event, reorder_window_s=None)
+            last = views.close(session, "inactive")
+            drained = views.drain(session)
+            got = drained.views + ([last] if last else [])
+            closed += got
+            for a in drained.activity:
+                windows.add_activity(state, a)
+            for m in got:
+                windows.add_view(state, m)
     check_views(sessions, closed)
     check_windows(sessions, windows.flush(state))
 
@@ -241,6 +290,47 @@ def test_c_oracle_streaming_small(seed: int) -> None:
 
 def test_c_oracle_shuffled_sessions_small() -> None:
     run_shuffled(60, 11)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_c_oracle_is_exact_with_sessions_that_go_quiet_and_come_back(seed: int) -> None:
+    sessions, result = run_streaming(80, seed, json_every=31, quiet_rate=0.5)
+    cut = interrupted(sessions)
+    assert len(cut) >= 10
+    got = {m.view_id: m for m in result.views}
+    by_id = {s.session_id: s for s in sessions}
+    idle_events = 0
+    for truth in cut:
+        m = got[truth.view_id]
+        # Closed by the sweep at its last event, attributed to 30 s later ...
+        assert (m.close_reason, m.end_ts_ms, m.close_ts_ms) == ("inactive", truth.end_ms, truth.end_ms + INACTIVITY_MS)
+        # ... and the session came back: a new view of the same video after the gap.
+        later = got[by_id[truth.session_id].views[truth.index + 1].view_id]
+        assert later.video_id == m.video_id and later.view_index == m.view_index + 1
+        assert later.start_ts_ms - m.end_ts_ms >= simulate.QUIET_MIN_MS
+        # What the player sent in between (heartbeats, resizes) is activity outside any view, not an orphan.
+        idle = [a for a in by_id[truth.session_id].activity if m.end_ts_ms < a.ts_ms < later.start_ts_ms]
+        assert all(a.video_id == m.video_id and a.rendition is None for a in idle)
+        idle_events += len(idle)
+    assert idle_events > 0 and result.counters["orphans"] == 0
+
+
+def test_c_oracle_a_session_alone_on_its_partition_is_closed_by_its_own_next_event() -> None:
+    """Nothing else moves the watermark: the first event after the gap is what expires the session, so it must
+    be swept before that event is applied (applied first, the event would extend the view)."""
+    sessions = [s for s in simulate.generate(8, 60, quiet_rate=0.5) if interrupted([s])]
+    assert len(sessions) >= 10
+    rng = random.Random(8)
+    for s in sessions:
+        result = stream(s.deliveries(rng, duplicate_rate=0.15, max_delay_ms=2000), json_every=7)
+        check_views([s], result.views)
+        check_windows([s], result.rows)
+        assert {v.view_id for v in interrupted([s])} <= set(result.swept)
+        assert result.late == {} and result.counters["orphans"] == 0
+
+
+def test_c_oracle_shuffled_sessions_with_quiet_gaps() -> None:
+    run_shuffled(80, 12, quiet_rate=0.5)
 
 
 @pytest.mark.slow
@@ -267,3 +357,48 @@ def test_the_simulator_covers_every_kind_of_view() -> None:
     types = {e["event_type"] for s in sessions for e in s.events}
     assert types >= set(views.EVENT_TYPES) - {"CMCD_EVENT", "UNKNOWN"}
     assert simulate.generate(5, 3)[0].events == sessions[0].events, "deterministic per seed"
+
+
+def test_the_simulator_goes_quiet_mid_view_in_every_player_state() -> None:
+    sessions = simulate.generate(6, 400)
+    cut = interrupted(sessions)
+    assert 10 <= len({v.session_id for v in cut}) <= 80, "about 10 % of the sessions, once each"
+    ending = set()
+    for truth in cut:
+        session = next(s for s in sessions if s.session_id == truth.session_id)
+        in_view = [e for e in session.events if e["source"] == "SDK" and truth.start_seq <= e["seq"]]
+        in_view = [e for e in in_view if views.to_ms(e["client_ts"]) <= truth.end_ms]
+        assert views.to_ms(in_view[-1]["client_ts"]) == truth.end_ms == truth.last_ms
+        state_events = ("PLAY", "PAUSE", "STALL_START", "STALL_END", "SEEK_START", "SEEK_END", "FIRST_FRAME")
+        ending.add([e["event_type"] for e in in_view if e["event_type"] in state_events][-1])
+        assert truth.close_ms == truth.end_ms + INACTIVITY_MS and truth.started
+    # Gone while paused, stalled, seeking, and while playing (after a play, a stall's or a seek's end, ...).
+    assert {"PAUSE", "STALL_START", "SEEK_START"} < ending
+    assert not interrupted(simulate.generate(6, 400, quiet_rate=0))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_silence_of_the_player_is_as_long_for_the_collector(seed: int) -> None:
+    """Delivery delays (0 .. max_delay_ms) neither hide a quiet gap nor make one out of an ordinary pause."""
+    sessions = simulate.generate(seed, 150, quiet_rate=0.5)
+    rng = random.Random(seed)
+    gaps = 0
+    for s in sessions:
+        delivered = s.deliveries(rng, duplicate_rate=0.3, max_delay_ms=2000)
+        assert all(0 <= d.arrival_ms - views.to_ms(d.event["client_ts"]) <= 2000 for d in delivered)
+        bursts = s.bursts()
+        assert [e for b in bursts for e in b] == s.events
+        for before, after in zip(bursts, bursts[1:], strict=False):
+            silence = views.to_ms(after[0]["client_ts"]) - views.to_ms(before[-1]["client_ts"])
+            last_before = max(d.arrival_ms for d in delivered if d.event["client_ts"] <= before[-1]["client_ts"])
+            first_after = min(d.arrival_ms for d in delivered if d.event["client_ts"] >= after[0]["client_ts"])
+            assert first_after - last_before >= silence >= INACTIVITY_MS
+            gaps += 1
+        # Inside a view, the player is never silent for long.
+        for v in s.views:
+            times = [views.to_ms(e["client_ts"]) for e in s.events]
+            inside = [t for t in times if v.start_ms <= t <= v.end_ms]
+            assert all(b - a < simulate.MAX_EVENT_GAP_MS for a, b in zip(inside, inside[1:], strict=False))
+    assert gaps > 0
+    with pytest.raises(ValueError):
+        simulate.deliveries(sessions, seed, max_delay_ms=simulate.INACTIVITY_MS - simulate.MAX_EVENT_GAP_MS)

@@ -164,6 +164,71 @@ def test_exit_before_video_start_by_inactivity_closes_30_s_after_the_last_event(
     assert views.close(state) is None
 
 
+def test_a_view_closed_inactive_is_neither_extended_by_the_sessions_next_events_nor_closed_again() -> None:
+    """Regression: the quiet-partition timer closed a view as inactive from a copy of the state; the session's
+    next event (after the gap) then extended the still-open view of the stored state, which was closed and
+    counted a second time later. Once a view is closed inactive (from a copy or from the state itself), what the
+    session sends afterwards lands outside it, and the view comes out of close / drain exactly once."""
+    events = numbered(
+        ("PLAY_REQUESTED", 0, r720()),
+        ("FIRST_FRAME", 1000),
+        ("HEARTBEAT", 5000),
+        ("STALL_START", 8000),  # the network goes away mid-stall ...
+        ("HEARTBEAT", 9000),  # ... after one more sign of life (delivered late, after the close)
+        ("HEARTBEAT", 70_000),  # back 61 s later: no view is open
+        ("PLAY_REQUESTED", 72_000, r720()),
+        ("FIRST_FRAME", 72_400),
+        ("END", 80_000),
+    )
+    state = views.new_session(SID)
+    for event in events[:4]:
+        views.apply(state, event)
+    assert views.drain(state).views == []
+    copy = json.loads(json.dumps(state))  # the timer works on a copy; the stored state stays open
+    assert not views.expire(copy, T0 + 37_999) and views.expire(copy, T0 + 38_000)
+    by_timer = views.close(copy, "inactive")
+    assert by_timer is not None and views.drain(copy).views == []
+    assert (by_timer.close_reason, by_timer.end_ts_ms, by_timer.close_ts_ms) == ("inactive", T0 + 8000, T0 + 38_000)
+    # Watch time and the stall in progress run up to the last event, nothing after it.
+    assert (by_timer.watch_time_ms, by_timer.played_ms, by_timer.rebuffer_count, by_timer.rebuffer_ms) == (
+        8000,
+        7000,
+        1,
+        0,
+    )
+
+    # The stream sweeps its own state before it applies the next event: the same view, the same values.
+    swept = views.close(state, "inactive")
+    assert swept == by_timer
+    assert views.open_view(state) is None and views.close(state, "inactive") is None
+    out = [swept]
+    activity = []
+    for event in [events[2], events[4], *events[5:], events[6]]:  # a duplicate, a straggler, the next view
+        views.apply(state, event)
+        drained = views.drain(state)
+        out += drained.views
+        activity += drained.activity
+    last = views.close(state, "inactive")
+    out += views.drain(state).views + ([last] if last else [])
+
+    assert [m.view_id for m in out] == [f"{SID}/SDK/0", f"{SID}/SDK/6"]
+    assert out[0] == by_timer, "the closed view is not touched by what came after it"
+    second = out[1]
+    assert (second.view_index, second.start_ts_ms, second.close_reason, second.watch_time_ms) == (
+        1,
+        T0 + 72_000,
+        "end",
+        8000,
+    )
+    # The straggler and the heartbeat after the gap are activity outside any view, not part of a view.
+    outside = [a for a in activity if a["ts_ms"] in (T0 + 9000, T0 + 70_000)]
+    assert [(a["event_type"], a["rendition"], a["starts_view"]) for a in outside] == [
+        ("HEARTBEAT", None, False),
+        ("HEARTBEAT", None, False),
+    ]
+    assert state["counters"]["duplicates"] == 2 and state["counters"]["orphans"] == 0
+
+
 def test_video_startup_failure() -> None:
     [m] = run(numbered(("PLAY_REQUESTED", 0), ("ERROR", 2500, {"fatal": True, "error_code": "MEDIA_ERR_DECODE"})))
     assert m.video_startup_failure and m.playback_failure and not m.exit_before_video_start
