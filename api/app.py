@@ -4,7 +4,10 @@
 Catalog and the QoeStore, the S3 client) are ``cleanup_ctx`` generators, opened on startup and closed on shutdown.
 
 Run it with ``python -m api``: it listens on API_HOST:API_PORT (127.0.0.1:8080) and serves
-Prometheus metrics on METRICS_PORT (9400). Tests use ``aiohttp_client(await init_app(settings))``.
+Prometheus metrics on METRICS_PORT (9400). With API_PROCESSES above 1 it binds the port with SO_REUSEPORT, so
+the processes ``infra/services.py`` starts share it (each with its own METRICS_PORT). No access log unless
+API_ACCESS_LOG=1: one INFO line per request is a cost the collector's beacons should not pay.
+Tests use ``aiohttp_client(await init_app(settings))``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from api.auth import auth_ctx
 from api.cmcd import drain_harvest_ctx, harvest_cmcd
@@ -83,5 +87,14 @@ async def init_app(settings: Settings | None = None, config: ApiConfig | None = 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    config = ApiConfig()
     serve_metrics(settings.metrics_port)
-    web.run_app(init_app(settings), host=settings.api_host, port=settings.api_port)
+    web.run_app(
+        init_app(settings, config),
+        host=settings.api_host,
+        port=settings.api_port,
+        # Several processes share the port (API_PROCESSES, started by infra/services.py); a lone process keeps
+        # the plain bind, so a port already in use is still an error instead of a silent share.
+        reuse_port=settings.api_processes > 1,
+        access_log=access_logger if config.access_log else None,
+    )

@@ -14,11 +14,13 @@ CMCD session id (``sid``), beside our SDK's beacons (api/telemetry.py).
   ``CMCD=`` query argument or in ``CMCD-Object/Request/Session/Status`` headers. ``harvest_cmcd`` (a
   middleware on the GET/HEAD routes of a video) parses it, serves the request as usual, and publishes a
   CMCD_REQUEST event with the response's size, the video and rendition from the request path, and the device
-  class from the User-Agent. A malformed CMCD value never fails playback: it is counted (``refused``) and
-  logged. Publishing does not hold the media response back: it runs after the response, and an event Kafka
-  does not acknowledge is counted (``unavailable``) and logged — never dropped without a trace. The collector
-  numbers v1 requests itself (a microsecond clock, strictly increasing per process), so a replayed Kafka
-  message keeps its number and is counted once, while two downloads of one segment are two requests.
+  class from the User-Agent. The event's video is always the one served: the player's ``cid`` is the
+  integrator's label (any string, e.g. "holdout") and stays in ``extras["cid"]``. A malformed CMCD value never
+  fails playback: it is counted (``refused``) and logged at DEBUG. Publishing does not hold the media response
+  back: it runs after the response, and an event Kafka does not acknowledge is counted (``unavailable``) and
+  logged — never dropped without a trace. The collector numbers v1 requests itself (a microsecond clock, strictly
+  increasing per process), so a replayed Kafka message keeps its number and is counted once, while two
+  downloads of one segment are two requests.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from api.errors import InvalidRequest
-from api.telemetry import EVENTS, MAX_EVENTS_PER_BATCH, check_rate, publish_events, read_body
+from api.telemetry import EVENTS, MAX_EVENTS_PER_BATCH, accepted_response, check_rate, publish_events, read_body
 from common.qoe import cmcd
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ async def collect_event_reports(request: web.Request) -> web.Response:
     accepted = 0
     for sid, events in mapped.items():
         accepted += await publish_events(request.app, sid, events, "CMCD_V2")
-    return web.json_response({"accepted": accepted, "duplicates": len(reports) - accepted}, status=202)
+    return accepted_response(accepted, len(reports) - accepted)
 
 
 def v1_data(request: web.Request) -> dict[str, Any] | None:
@@ -167,7 +169,9 @@ async def harvest_cmcd(request: web.Request, handler: Handler) -> web.StreamResp
         data = v1_data(request)
     except cmcd.CmcdError as exc:
         EVENTS.labels("refused", "CMCD_V1").inc()
-        log.info("CMCD data of %s refused: %s", request.path, exc)
+        # DEBUG, not INFO: a player with a malformed CMCD setting sends it on every segment request, and the
+        # counter above already says how many were refused.
+        log.debug("CMCD data of %s refused: %s", request.path, exc)
         data = None
     response = await handler(request)
     if data is None or response.status >= 400:
@@ -181,9 +185,10 @@ async def harvest_cmcd(request: web.Request, handler: Handler) -> web.StreamResp
         data,
         seq=collector.next_v1_seq(),
         received_ts=received,
+        # The bytes were this video's, whatever cid the player was configured with.
+        video_id=request.match_info["video_id"],
         nbytes=_bytes_sent(response),
     )
-    event["video_id"] = event.get("video_id") or request.match_info.get("video_id")
     event["rendition"] = request.match_info.get("rendition")
     event["device_class"] = device_class_of(request.headers.get(hdrs.USER_AGENT))
     collector.harvested += 1

@@ -48,6 +48,9 @@ class ApiConfig:
     public_base_url: str = field(default_factory=lambda: os.environ.get("API_PUBLIC_URL", "").rstrip("/"))
     # How long a request waits for Kafka to acknowledge its events before answering 503.
     kafka_delivery_timeout_s: float = field(default_factory=lambda: float(_env_int("API_KAFKA_DELIVERY_TIMEOUT_S", 30)))
+    # One INFO line per request (aiohttp's access log): off by default, the collector answers thousands of
+    # beacons a second and api_requests_total already counts them by route and status; errors are logged anyway.
+    access_log: bool = field(default_factory=lambda: os.environ.get("API_ACCESS_LOG", "") not in ("", "0", "false"))
     # Threads for blocking S3 calls (minio is synchronous); each streamed response holds one per chunk.
     storage_threads: int = field(default_factory=lambda: _env_int("API_STORAGE_THREADS", 32))
 

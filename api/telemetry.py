@@ -18,7 +18,6 @@ common/qoe/cmcd.py and enter the same path.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -26,13 +25,14 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from api.auth import optional_principal
 from api.errors import ApiError, Forbidden, InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from api.keys import events_key, settings_key
-from producers.video_events import PublishError
+from producers.video_events import BatchPublishError, PublishError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENTS_PER_BATCH = 500
@@ -215,26 +215,29 @@ async def read_body(request: web.Request, accepted: tuple[str, ...] = ACCEPTED_T
 
 
 async def publish_events(app: web.Application, session_id: str, events: list[dict[str, Any]], source: str) -> int:
-    """Produce each first-seen event; 503 unless Kafka acknowledged all of them. Returns how many were new."""
+    """Produce each first-seen event; 503 unless Kafka acknowledged all of them. Returns how many were new.
+
+    One batch per call (``publish_batch``): a single wait for the last delivery report, however many events.
+    """
     limits = app[limits_key]
     fresh = [event for event in events if limits.first_time(session_id, event["source"], event["seq"])]
+    EVENTS.labels("duplicate", source).inc(len(events) - len(fresh))
+    if not fresh:
+        return 0
     topic = app[settings_key].topic("playback.telemetry")
     began = time.monotonic()
-    outcomes = await asyncio.gather(
-        *(app[events_key].publish(topic, session_id, "PlaybackEvent", event) for event in fresh),
-        return_exceptions=True,
-    )
-    PRODUCE_SECONDS.observe(time.monotonic() - began)
-    failed = [event for event, outcome in zip(fresh, outcomes, strict=True) if isinstance(outcome, BaseException)]
-    for event in failed:
-        limits.forget(session_id, event["source"], event["seq"])
-    EVENTS.labels("duplicate", source).inc(len(events) - len(fresh))
-    if failed:
+    try:
+        await app[events_key].publish_batch(topic, session_id, "PlaybackEvent", fresh)
+    except (PublishError, ValueError) as exc:
+        # A value the schema refuses stops the whole batch before anything is produced; otherwise only the
+        # events Kafka did not acknowledge were lost. Either way they may be sent again.
+        failed = [fresh[index] for index in exc.failed] if isinstance(exc, BatchPublishError) else fresh
+        for event in failed:
+            limits.forget(session_id, event["source"], event["seq"])
         EVENTS.labels("unavailable", source).inc(len(failed))
-        first = next(o for o in outcomes if isinstance(o, BaseException))
-        if not isinstance(first, PublishError | ValueError):
-            raise first
-        raise Unavailable("telemetry not stored, retry", {"reason": str(first)[:200]})
+        raise Unavailable("telemetry not stored, retry", {"reason": str(exc)[:200]}) from None
+    finally:
+        PRODUCE_SECONDS.observe(time.monotonic() - began)
     EVENTS.labels("accepted", source).inc(len(fresh))
     return len(fresh)
 
@@ -261,14 +264,37 @@ def identify(request: web.Request, document: dict[str, Any], events: list[dict[s
         event["profile_id"] = principal.profile_id
 
 
+def parse_json(body: bytes) -> Any:
+    """The body's JSON document, read by orjson (a few times faster than the json module on a beacon).
+
+    What orjson refuses goes through the json module as before, so the edge cases keep their old answers: a
+    UTF-16 body, NaN (a 400 naming the field that must be finite), an integer beyond 64 bits (judged by the
+    field's own rule), and a body that is not JSON at all (this 400, with json's position of the error).
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest("the body is not JSON", {"position": getattr(exc, "pos", None)}) from None
+
+
+def accepted_response(accepted: int, duplicates: int) -> web.Response:
+    """The 202 of a collector, serialised by orjson."""
+    body = orjson.dumps({"accepted": accepted, "duplicates": duplicates})
+    return web.Response(body=body, status=202, content_type="application/json", charset="utf-8")
+
+
 async def collect_beacon(request: web.Request) -> web.Response:
     """`POST /api/v1/telemetry`."""
     body = await read_body(request)
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = parse_json(body)
+    except InvalidRequest:
         EVENTS.labels("refused", "SDK").inc()
-        raise InvalidRequest("the body is not JSON", {"position": getattr(exc, "pos", None)}) from None
+        raise
     try:
         session_id, events = parse_batch(document, datetime.now(UTC))
     except InvalidRequest:
@@ -277,7 +303,7 @@ async def collect_beacon(request: web.Request) -> web.Response:
     check_rate(request, session_id, len(events), "SDK")
     identify(request, document, events)
     accepted = await publish_events(request.app, session_id, events, "SDK")
-    return web.json_response({"accepted": accepted, "duplicates": len(events) - accepted}, status=202)
+    return accepted_response(accepted, len(events) - accepted)
 
 
 def check_rate(request: web.Request, session_id: str, count: int, source: str) -> None:

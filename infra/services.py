@@ -8,6 +8,12 @@ Each process logs to `$VIDPLAT_STATE_DIR/services/<name>.log` and serves Prometh
 port (API 9400, control worker 9401, QoE worker 9402, transcode workers 9403+). `TRANSCODE_WORKERS` sets how many
 transcode workers run (default 1: each already uses both cores for its encoder threads).
 
+`API_PROCESSES` (default 1) sets how many API processes serve API_PORT: `api`, then `api-2`, `api-3`, … (metrics on
+9410, 9411, …), each binding the port with SO_REUSEPORT so the kernel spreads connections among them. One asyncio
+process is one core at most; the telemetry collector needs more on a busy machine (bench/collector_load.py). Their
+per-session rate limits and (session, seq) dedupe are per process: a player whose beacons reach two processes
+gets up to twice the rate, and a retried beacon may be published again, which the QoE agents dedupe on seq.
+
 The edge is Debian's Varnish (`varnishd -F`, no system daemon) on the address of `EDGE_URL` (127.0.0.1:8081),
 with infra/conf/varnish/edge.vcl pointed at the API and its work directory under
 `$VIDPLAT_STATE_DIR/services/edge`; an empty `EDGE_URL` runs no edge (and the control worker purges nothing).
@@ -222,21 +228,36 @@ def edge_service(settings: Settings, home: Path | None = None, backend_port: int
     return Service("edge", command, {}, http_ok(f"http://{host}:{port}/api/v1/health"), home, prepare=prepare)
 
 
+# The second, third, … API process serve metrics from METRICS_PORT + this up (9410+), clear of the workers' ports.
+API_EXTRA_METRICS_OFFSET = 10
+
+
+def aiohttp_ready(service: Service) -> bool:
+    # aiohttp prints this once the site is bound; with SO_REUSEPORT a health request could reach another process.
+    return "======== Running on " in service.recent_log()
+
+
+def api_services(settings: Settings, base: dict[str, str], home: Path) -> list[Service]:
+    """``settings.api_processes`` API processes on one port (SO_REUSEPORT when more than one)."""
+    count = max(1, settings.api_processes)
+    env = {**base, "API_PORT": str(settings.api_port), "API_PROCESSES": str(count)}
+    api_url = f"http://{settings.api_host}:{settings.api_port}/api/v1/health"
+    command = [sys.executable, "-m", "api"]
+    services = [Service("api", command, {**env, "METRICS_PORT": str(settings.metrics_port)}, http_ok(api_url), home)]
+    for number in range(2, count + 1):
+        metrics = settings.metrics_port + API_EXTRA_METRICS_OFFSET + number - 2
+        services.append(Service(f"api-{number}", command, {**env, "METRICS_PORT": str(metrics)}, aiohttp_ready, home))
+    return services
+
+
 def platform_services(settings: Settings, transcode_workers: int, home: Path | None = None) -> list[Service]:
-    """The API and the workers (the edge is ``edge_service``, started beside them by ``main``)."""
+    """The API processes and the workers (the edge is ``edge_service``, started beside them by ``main``)."""
     # EDGE_URL: where the control worker's purges go (processors/cdn_purge.py); empty purges nothing.
     base = {"TOPIC_PREFIX": settings.topic_prefix, "PYTHONUNBUFFERED": "1", "EDGE_URL": settings.edge_url}
     home = home or state_dir() / "services"
-    api_url = f"http://{settings.api_host}:{settings.api_port}/api/v1/health"
     port = settings.metrics_port
     services = [
-        Service(
-            "api",
-            [sys.executable, "-m", "api"],
-            {**base, "API_PORT": str(settings.api_port), "METRICS_PORT": str(port)},
-            http_ok(api_url),
-            home,
-        ),
+        *api_services(settings, base, home),
         faust_worker("control-worker", "control", port + 1, home, base),
         faust_worker("qoe-worker", "qoe", port + 2, home, base),
     ]
@@ -267,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     services = platform_services(settings, int(os.environ.get("TRANSCODE_WORKERS", "1")))
     if settings.edge_url:
-        services.insert(1, edge_service(settings))  # after the API it fronts, so it is stopped before it
+        # After the API processes it fronts, so it is stopped before them.
+        services.insert(max(1, settings.api_processes), edge_service(settings))
     try:
         if args.command == "up":
             up(services)

@@ -13,6 +13,7 @@ import re
 import shutil
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -379,6 +380,109 @@ def test_unknown_record_and_history_versions_cannot_be_encoded(codec: AvroCodec)
         codec.encode("../secrets", {})
     with pytest.raises(ValueError, match="not history 'VideoStatusChanged.v1'"):
         codec.encode("VideoStatusChanged.v1", without(VIDEO_STATUS_CHANGED, "progress"))
+
+
+# --- the fast encode paths ------------------------------------------------------------------------
+# AvroCodec.encoder() gives a RecordEncoder whose fast paths (a compiled writer for flat records, fastavro without
+# its raising validation) must write exactly the bytes of the full path, ``checked``, and refuse what it refuses.
+
+FAST_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("PlaybackEvent", PLAYBACK_EVENT),
+    (
+        "PlaybackEvent",
+        {
+            **PLAYBACK_EVENT,
+            "seq": 2**63 - 1,  # the long's bounds, and ints that need several varint bytes
+            "client_ts": datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before the epoch
+            "received_ts": datetime.fromisoformat("2025-06-01T12:00:00.123456+02:00"),  # another offset
+            "video_id": "ü" * 40,  # 80 bytes of UTF-8: a two-byte length
+            "user_id": "",
+            "device_class": "tv",
+            "rendition": "1080p",
+            "bitrate_kbps": 2**31 - 1,
+            "video_width": -(2**31),
+            "video_height": 64,
+            "player_width": 0,
+            "player_height": 63,
+            "playhead_s": float("nan"),
+            "error_code": "🎬" * 20,
+            "fatal": True,
+            "bytes": -(2**63),
+            "source": "CMCD_V1",
+            "extras": {"bl": "1200", "": "", "mtp": "x" * 200},
+        },
+    ),
+    ("PlaybackEvent", {**PLAYBACK_EVENT, "client_ts": 1_764_000_000_000, "playhead_s": 12.0, "extras": {}}),
+    ("VideoStatusChanged", VIDEO_STATUS_CHANGED),
+    ("VideoUploaded", VIDEO_UPLOADED),
+    ("VideoUploaded", {**VIDEO_UPLOADED, "size_bytes": 0, "thumbnail_time_s": float("inf")}),
+]
+# Values the compiled writer declines (not exactly the schema's types) but fastavro accepts: same bytes.
+COERCED_CASES: list[tuple[str, Any]] = [
+    ("PlaybackEvent", {**PLAYBACK_EVENT, "playhead_s": 12}),  # an int for a double
+    ("VideoUploaded", {**VIDEO_UPLOADED, "thumbnail_time_s": 3}),
+    ("PlaybackEvent", OrderedDict(PLAYBACK_EVENT)),  # a mapping that is not a dict
+    ("PlaybackEvent", {**PLAYBACK_EVENT, "__faust": {"ns": "x"}}),  # a Faust model's metadata key
+]
+
+
+@pytest.mark.parametrize("record", record_names())
+def test_the_fast_paths_write_the_bytes_of_the_checked_path(codec: AvroCodec, record: str) -> None:
+    encoder = codec.encoder(record)
+    random_values = list(generate_many(schema_version(record).parsed, 300))
+    given = [value for name, value in FAST_CASES + COERCED_CASES if name == record]
+    for value in random_values + given:
+        assert encoder(value) == encoder.checked(value), value
+
+
+def test_flat_records_take_the_compiled_writer(codec: AvroCodec, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = codec.encoder("PlaybackEvent")
+    cases = [value for name, value in FAST_CASES if name == "PlaybackEvent"]
+    expected = [encoder.checked(value) for value in cases]
+
+    def not_called(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("fastavro was called for a value the compiled writer takes")
+
+    monkeypatch.setattr("common.avro.validate", not_called)
+    monkeypatch.setattr(fastavro, "schemaless_writer", not_called)
+    assert [encoder(value) for value in cases] == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {**PLAYBACK_EVENT, "seq": True},  # a bool is not a long to Avro
+        {**PLAYBACK_EVENT, "seq": 2**63},
+        {**PLAYBACK_EVENT, "bitrate_kbps": 2**31},
+        {**PLAYBACK_EVENT, "rendition": b"720p"},
+        {**PLAYBACK_EVENT, "event_type": "EXPLODED"},
+        {**PLAYBACK_EVENT, "client_ts": datetime(2025, 1, 2)},  # naive
+        {**PLAYBACK_EVENT, "fatal": 1},
+        {**PLAYBACK_EVENT, "extras": {"bl": 1200}},
+        {**PLAYBACK_EVENT, "extras": {1: "x"}},
+        {**PLAYBACK_EVENT, "misspelt": 1},
+        {**PLAYBACK_EVENT, "video_id": "\ud800"},  # a lone surrogate cannot be UTF-8
+        without(PLAYBACK_EVENT, "session_id"),
+    ],
+)
+def test_the_fast_paths_refuse_what_the_checked_path_refuses(codec: AvroCodec, value: dict[str, Any]) -> None:
+    encoder = codec.encoder("PlaybackEvent")
+    with pytest.raises(Exception) as checked:
+        encoder.checked(value)
+    with pytest.raises(type(checked.value), match=re.escape(str(checked.value))):
+        encoder(value)
+
+
+def test_encoders_are_made_once_per_record_and_topic(registry: FakeRegistry) -> None:
+    plain = AvroCodec()
+    assert plain.encoder("PlaybackEvent", topic="a") is plain.encoder("PlaybackEvent", topic="b")  # no registry
+    codec = AvroCodec(SchemaRegistryClient(registry.url))
+    first = codec.encoder("PlaybackEvent", topic="playback.telemetry")
+    assert codec.encoder("PlaybackEvent", topic="playback.telemetry") is first
+    codec.encoder("PlaybackEvent", topic="other")
+    assert first(PLAYBACK_EVENT) == codec.encode("PlaybackEvent", PLAYBACK_EVENT, topic="playback.telemetry")
+    # One registration per subject, then cached.
+    assert registry.subjects == {"playback.telemetry-value": [1], "other-value": [1]}
 
 
 # --- evolution -------------------------------------------------------------------------------------
