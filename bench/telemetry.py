@@ -1,13 +1,18 @@
 """Telemetry benchmark: simulated players → collector → Kafka → QoE worker → Cassandra, beside raw Kafka.
 
     .venv/bin/python -m bench.telemetry [--players 150] [--duration 300] [--api http://127.0.0.1:8080]
+        [--beacon-every 5] [--saturate 20]
 
-Needs the platform running (`make services`). In one run it measures:
+Needs the platform running (`make services`). `--saturate S` first saturates the collector for S seconds
+(bench/collector_load.py: as many SDK beacons as it accepts). The QoE worker's own capacity on a backlog,
+beside a bare consumer, its memory with 100,000 open sessions and its restart time are bench/qoe_backlog.py's
+(it needs the platform's QoE worker stopped). In one run this measures:
 
 1. the raw confluent-kafka produce rate on this machine (idempotent, acks=all, PlaybackEvent-sized Avro);
 2. N concurrent simulated players (common/qoe/simulate.py: starts, stalls, rendition switches, seeks,
    failures, exits before start — ground truth known) posting their events in real time as SDK beacons to
-   `POST /api/v1/telemetry` for `--duration` seconds; the events/s the collector accepted and the QoE worker
+   `POST /api/v1/telemetry` for `--duration` seconds, each player's events batched into one beacon every
+   `--beacon-every` seconds as our SDK batches its heartbeats; the events/s the collector accepted and the QoE worker
    processed (its Prometheus counter), and the freshness from "accepted by the collector" to "window inputs
    in Cassandra" (its histogram, p50/p99 as bucket bounds);
 3. after the run, how many of the views the simulator finished were stored with exactly the truth's watch
@@ -29,6 +34,7 @@ from typing import Any
 import aiohttp
 from confluent_kafka.admin import NewTopic
 
+from bench.collector_load import saturate_collector
 from common.avro import AvroCodec
 from common.cassandra import cassandra_session
 from common.kafka import admin_client, durable_producer
@@ -101,10 +107,12 @@ def quantile_bound(before: dict[str, float], after: dict[str, float], name: str,
     return "n/a"
 
 
-async def play(api: str, sessions: list[simulate.Session], duration_s: float) -> tuple[int, Counter[str], int]:
-    """Post every session's events at their client time, one beacon per session per second (two when the
-    session moved to its next video within that second: a beacon names one video). A session's beacons go out
-    in order, one after the other, as one player's would; sessions post concurrently."""
+async def play(
+    api: str, sessions: list[simulate.Session], duration_s: float, beacon_every_s: int
+) -> tuple[int, Counter[str], int]:
+    """Post every session's events at their client time, one beacon per session every ``beacon_every_s`` seconds
+    (two when the session moved to its next video within that time: a beacon names one video). A session's
+    beacons go out in order, one after the other, as one player's would; sessions post concurrently."""
     t0_ms = min(to_ms(s.events[0]["client_ts"]) for s in sessions)
     wall0 = time.monotonic()
     batches: dict[int, dict[str, dict[str | None, list[dict[str, Any]]]]] = defaultdict(
@@ -116,6 +124,7 @@ async def play(api: str, sessions: list[simulate.Session], duration_s: float) ->
             if event["source"] != "SDK":
                 continue  # the simulator's CMCD request records are not SDK beacon events
             offset_s = (to_ms(event["client_ts"]) - t0_ms) // 1000
+            offset_s += beacon_every_s - 1 - offset_s % beacon_every_s  # sent at the end of its batch
             if offset_s < duration_s:
                 batches[offset_s][session.session_id][event.get("video_id")].append(beacon_event(event))
     accepted = posted = 0
@@ -179,10 +188,21 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=150)
     parser.add_argument("--duration", type=float, default=300.0)
     parser.add_argument("--api", default="http://127.0.0.1:8080")
+    parser.add_argument("--beacon-every", type=int, default=5, help="seconds between a player's beacons")
+    parser.add_argument("--saturate", type=float, default=0.0, help="seconds of collector saturation first")
     args = parser.parse_args()
 
     raw = raw_produce_rate()
     print(f"raw confluent-kafka produce (idempotent, acks=all): {raw:,.0f} events/s", flush=True)
+    if args.saturate:
+        load = saturate_collector(args.api, args.saturate, concurrency=64, events_per_beacon=10)
+        print(
+            f"collector saturated ({load['events_per_beacon']} events per beacon, {load['seconds']:.0f} s):"
+            f" {load['accepted_events_per_s']:,.0f} events/s accepted = {load['accepted_events_per_s'] / raw:.3f} of"
+            f" the raw produce rate; refused: {load['refusals'] or 'none'}",
+            flush=True,
+        )
+        time.sleep(DRAIN_S)  # let the QoE worker take what the saturation left before the players start
 
     start_ms = int(datetime.now(UTC).timestamp() * 1000) + 2000
     seed = int(time.time())
@@ -196,7 +216,7 @@ def main() -> None:
             view.session_id = session.session_id
     before = scrape(QOE_METRICS)
     began = time.monotonic()
-    accepted, refused, posted = asyncio.run(play(args.api, sessions, args.duration))
+    accepted, refused, posted = asyncio.run(play(args.api, sessions, args.duration, args.beacon_every))
     elapsed = time.monotonic() - began
     at_end = scrape(QOE_METRICS)
     processed_during = at_end.get(ACCEPTED, 0.0) - before.get(ACCEPTED, 0.0)

@@ -39,14 +39,14 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from types import SimpleNamespace
 from typing import Any, cast
 
-import faust
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from faust.types import TP, EventT
+from faust.types import EventT
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.avro import default_codec
@@ -55,10 +55,11 @@ from common.kafka import admin_client, consumer, durable_producer
 from common.qoe.partition import Flush, PartitionAggregate, WindowKey
 from common.qoe.views import from_ms
 from common.settings import load_settings
+from infra.topics import load_specs
 from processors.app import app, topic_name
 from processors.dead_letters import dead_letter
 from processors.retry import until_applied
-from sinks.qoe import QoeStore, aggregate_json, bounded
+from sinks.qoe import QoeStore, aggregate_json
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ FLUSH_EVERY_S = float(os.environ.get("QOE_FLUSH_EVERY_S", "0.5"))
 # Events applied but not yet in a flush; beyond this the agent waits for the flush (back-pressure).
 MAX_UNACKED = int(os.environ.get("QOE_MAX_UNACKED", "50000"))
 TAKE_BATCH = 2000
+YIELD_EVERY = 200
 FINAL_AFTER_S = 60.0
 QUIET_AFTER_S = 10.0
 DROP_IDLE_EVERY_S = 10.0
 LAG_EVERY_S = 10.0
+SLOW_FLUSH_S = 1.0
 
 EVENTS_SEEN = Counter("qoe_events_total", "Playback events processed by the QoE agent", ["outcome"])
 VIEWS_CLOSED = Counter("qoe_views_closed_total", "Views closed", ["reason"])
@@ -96,6 +99,9 @@ CONSUMER_LAG = Gauge(
     ["partition"],
 )
 
+TELEMETRY_PARTITIONS = next(
+    spec.partitions for spec in load_specs(load_settings()) if spec.name == topic_name("playback.telemetry")
+)
 telemetry_topic = app.topic(topic_name("playback.telemetry"), key_serializer="raw", value_serializer="raw")
 CHECKPOINT_TOPIC = topic_name("qoe.session-checkpoints")
 CHECKPOINT_KEY = b"c:checkpoint"
@@ -109,12 +115,15 @@ class CheckpointNotDurable(KafkaException):
 
 class QoeWorker:
     """The QoE state of this worker process: one PartitionAggregate per partition of playback.telemetry it owns,
-    the events applied but not yet acked, and the flush that makes them durable."""
+    how many events were applied since the last flush, and the flush that makes them durable."""
 
     def __init__(self) -> None:
         self.partitions: dict[int, PartitionAggregate] = {}
         self.assigned: set[int] = set()
-        self.unacked: dict[int, list[EventT]] = {}
+        self.restoring: dict[int, asyncio.Future[PartitionAggregate]] = {}
+        self.unflushed: dict[int, int] = {}
+        # Commits the consumer offsets of a durable flush ({partition: next offset}); set by the consume loop.
+        self.commit: Callable[[dict[int, int]], Awaitable[None]] | None = None
         self.last_event_wall: dict[int, float] = {}
         self.flush_lock = asyncio.Lock()
         self.flushed = asyncio.Event()
@@ -130,32 +139,38 @@ class QoeWorker:
         return durable_producer(None, **{"linger.ms": 2})
 
     def backlog(self) -> int:
-        return sum(len(events) for events in self.unacked.values())
+        return sum(self.unflushed.values())
 
     # --- events -----------------------------------------------------------------------------------
 
-    async def take(self, events: Sequence[EventT]) -> None:
+    async def take(self, messages: Sequence[Message]) -> None:
+        """Apply a batch of playback.telemetry messages (confluent-kafka's, in offset order per partition)."""
         codec = default_codec()
-        for event in events:
-            message = event.message
-            partition = message.partition
+        for index, message in enumerate(messages):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                # The flush's writes complete through this event loop: applying a whole batch without a break
+                # would hold every one of their callbacks back for as long.
+                await asyncio.sleep(0)
+            partition = message.partition() or 0
+            offset = message.offset() or 0
             if partition not in self.assigned:
                 continue  # taken before a rebalance moved the partition away: its new owner handles it
             aggregate = self.partitions.get(partition)
             if aggregate is None:
-                aggregate = await self.restore(partition)
-            self.unacked.setdefault(partition, []).append(event)
+                aggregate = await self.taken_up(partition)
+            self.unflushed[partition] = self.unflushed.get(partition, 0) + 1
             self.last_event_wall[partition] = time.monotonic()
+            raw = message.value() or b""
             try:
-                value = codec.decode(message.value or b"", "PlaybackEvent")
+                value = codec.decode(raw, "PlaybackEvent")
             except ValueError as exc:  # not a PlaybackEvent: to the dead-letter topic, the partition flows on
-                aggregate.next_offset = max(aggregate.next_offset, message.offset + 1)
-                await dead_letter(app, event, exc, "aggregate_qoe", message.value)
+                aggregate.next_offset = max(aggregate.next_offset, offset + 1)
+                await dead_letter(app, as_event(message), exc, "aggregate_qoe", raw)
                 continue
             try:
-                outcome = aggregate.apply(message.offset, value)
+                outcome = aggregate.apply(offset, value)
             except ValueError as exc:
-                aggregate.next_offset = max(aggregate.next_offset, message.offset + 1)
+                aggregate.next_offset = max(aggregate.next_offset, offset + 1)
                 outcome = "refused"
                 log.warning("event of %s refused: %s", value.get("session_id"), exc)
             self.outcomes[outcome].inc()
@@ -166,11 +181,12 @@ class QoeWorker:
         """Write everything applied so far (see the module docstring for the order and why)."""
         async with self.flush_lock:
             began = time.monotonic()
-            await self._add_stored_partials()
+            reads = await self._add_stored_partials()
+            read_s = time.monotonic() - began
             now_ms = int(time.time() * 1000)
             # From here to the snapshot's serialisation nothing awaits: the snapshot is of one offset per partition.
             flushes = [aggregate.take_flush(checkpoint=True, now_ms=now_ms) for aggregate in self.partitions.values()]
-            acks = {flush.partition: self.unacked.pop(flush.partition, []) for flush in flushes}
+            applied = {flush.partition: self.unflushed.pop(flush.partition, 0) for flush in flushes}
             partial_rows = {
                 flush.partition: [(key, aggregate_json(partial), tag) for key, (partial, tag) in flush.partials.items()]
                 for flush in flushes
@@ -192,12 +208,17 @@ class QoeWorker:
             ]
             LATE_INPUTS.inc(len(late))
 
+            windows = changed | set(final_due)
+            known = self._partials_held(windows)
+            snapshot_s = time.monotonic() - began
             await until_applied(functools.partial(self._write_ahead, flushes), "QoE flush manifests", kind="kafka")
+            manifest_s = time.monotonic() - began
             await until_applied(
                 functools.partial(self._write_rows, flushes, partial_rows), "QoE partials, views and progress"
             )
-            windows = changed | set(final_due)
-            await until_applied(functools.partial(self._write_windows, windows, now_ms), "QoE window rows")
+            rows_s = time.monotonic() - began
+            await until_applied(functools.partial(self._write_windows, windows, known, now_ms), "QoE window rows")
+            windows_s = time.monotonic() - began
             for key in windows:
                 for partition in final_due.get(key, ()):
                     if (aggregate := self.partitions.get(partition)) and (slot := aggregate.windows.get(key)):
@@ -213,8 +234,8 @@ class QoeWorker:
                     VIEWS_CLOSED.labels(metrics.close_reason).inc()
                 if (aggregate := self.partitions.get(flush.partition)) is not None:
                     aggregate.checkpointed(flush.offset)
-                for event in acks.get(flush.partition, ()):
-                    event.ack()
+            if self.commit is not None:
+                await self.commit({flush.partition: flush.offset for flush in flushes if applied[flush.partition]})
             if time.monotonic() - self.last_drop_idle > DROP_IDLE_EVERY_S:
                 self.last_drop_idle = time.monotonic()
                 for aggregate in self.partitions.values():
@@ -222,17 +243,29 @@ class QoeWorker:
             SESSIONS_HELD.set(sum(len(a.sessions) for a in self.partitions.values()))
             WINDOWS_HELD.set(sum(len(a.windows) for a in self.partitions.values()))
             FLUSHES.inc()
-            FLUSH_SECONDS.observe(time.monotonic() - began)
+            took = time.monotonic() - began
+            FLUSH_SECONDS.observe(took)
+            if took > SLOW_FLUSH_S:
+                log.info(
+                    "slow flush: %.2f s for %d events, %d stored partials read (%.2f s), snapshot at %.2f s,"
+                    " manifest at %.2f s, %d partials + %d views + %d positions at %.2f s, %d window rows at %.2f s,"
+                    " %d sessions",
+                    took, sum(applied.values()), reads, read_s, snapshot_s, manifest_s,
+                    len(changed), sum(len(f.views) for f in flushes), sum(len(f.progress) for f in flushes), rows_s,
+                    len(windows), windows_s, sum(len(f.sessions) for f in flushes),
+                )  # fmt: skip
             self.flushed.set()
             self.flushed.clear()
 
-    async def _add_stored_partials(self) -> None:
+    async def _add_stored_partials(self) -> int:
         """Windows changed since this worker last wrote them but never read: add their stored partial first
-        (repeated, since events applied while reading may open more)."""
+        (repeated, since events applied while reading may open more); returns how many were read."""
+        reads = 0
         while True:
             unbased = {p: keys for p, aggregate in self.partitions.items() if (keys := aggregate.unbased())}
             if not unbased:
-                return
+                return reads
+            reads += sum(len(keys) for keys in unbased.values())
             for partition, keys in unbased.items():
                 read = functools.partial(self.store.read_partials, partition, keys)
                 stored = await until_applied(read, f"stored partials of partition {partition}", kind="read")
@@ -262,23 +295,52 @@ class QoeWorker:
 
     async def _write_rows(self, flushes: list[Flush], partial_rows: dict[int, list[Any]]) -> None:
         store = self.store
-        writes: list[Any] = [store.write_partials(p, rows) for p, rows in partial_rows.items() if rows]
-        views = [store.write_view(metrics) for flush in flushes for metrics in flush.views]
-        progress = [
-            store.write_progress(viewer, video, position, from_ms(at_ms))
+        rows = [row for p, partials in partial_rows.items() for row in store.partial_rows(p, partials)]
+        rows += [row for flush in flushes for metrics in flush.views for row in store.view_rows(metrics)]
+        rows += [
+            store.progress_row(viewer, video, position, from_ms(at_ms))
             for flush in flushes
             for (viewer, video), (position, at_ms) in flush.progress.items()
         ]
-        await asyncio.gather(*writes, bounded([*views, *progress]))
+        await store.write_all(rows)
 
-    async def _write_windows(self, keys: set[WindowKey], now_ms: int) -> None:
-        await bounded(self.store.write_window(key, final=now_ms >= final_at_ms(key)) for key in keys)
+    def _partials_held(self, keys: set[WindowKey]) -> dict[WindowKey, list[dict[str, Any]]]:
+        """The windows whose every partial this worker knows (copies: call it with the snapshot, before any await):
+        it holds every partition, and each either has the window in memory with its stored part added, or never
+        wrote a partial of a window that late (``written_upto``). Their rows need no read; the others' read the
+        partials of all partitions."""
+        if len(self.partitions) < TELEMETRY_PARTITIONS:
+            return {}
+        known = {}
+        for key in keys:
+            partials = []
+            for aggregate in self.partitions.values():
+                slot = aggregate.windows.get(key)
+                if slot is not None and slot.based:
+                    partials.append(orjson.loads(aggregate_json(slot.partial)))
+                elif key[3] <= aggregate.written_upto.get(key[2], -1):
+                    break  # a partial of it may be stored for this partition
+            else:
+                known[key] = partials
+        return known
+
+    async def _write_windows(
+        self, keys: set[WindowKey], known: dict[WindowKey, list[dict[str, Any]]], now_ms: int
+    ) -> None:
+        partials = {**known, **await self.store.read_window_partials(keys - set(known))}
+        await self.store.write_all(
+            self.store.window_row(key, now_ms >= final_at_ms(key), partials[key])[1] for key in keys
+        )
 
     async def _write_checkpoints(self, flushes: list[Flush], session_records: dict[int, list[Any]]) -> None:
         records = []
         for flush in flushes:
             records += [(flush.partition, key, value) for key, value in session_records[flush.partition]]
-            checkpoint = {"offset": flush.offset, "watermark_ms": flush.watermark_ms}
+            checkpoint = {
+                "offset": flush.offset,
+                "watermark_ms": flush.watermark_ms,
+                "written_upto": flush.manifest["written_upto"],
+            }
             records.append((flush.partition, CHECKPOINT_KEY, orjson.dumps(checkpoint)))
         await self._produce(records)
 
@@ -306,6 +368,14 @@ class QoeWorker:
 
     # --- restore ----------------------------------------------------------------------------------
 
+    def taken_up(self, partition: int) -> asyncio.Future[PartitionAggregate]:
+        """The partition's restore, started when it was assigned (or now): a worker is caught up after a restart
+        without waiting for the partition's next event."""
+        restoring = self.restoring.get(partition)
+        if restoring is None or (restoring.done() and restoring.exception() is not None):
+            restoring = self.restoring[partition] = asyncio.ensure_future(self.restore(partition))
+        return restoring
+
     async def restore(self, partition: int) -> PartitionAggregate:
         """Take the partition up from its checkpoint records: sessions, offsets, and the windows an interrupted
         flush may have written."""
@@ -329,18 +399,21 @@ class QoeWorker:
         )
         return aggregate
 
-    async def on_assigned(self, assigned: set[TP]) -> None:
-        self.assigned |= {tp.partition for tp in assigned if tp.topic == telemetry_topic.get_topic_name()}
+    async def on_assigned(self, mine: set[int]) -> None:
+        self.assigned |= mine
+        for partition in sorted(mine - set(self.partitions)):
+            self.taken_up(partition)
 
-    async def on_revoked(self, revoked: set[TP]) -> None:
+    async def on_revoked(self, lost: set[int]) -> None:
         """Drop revoked partitions (their next owner restores them from the checkpoint), after any flush in
         flight finished, so that the owner reads a complete checkpoint or the manifest of a flush that wrote."""
-        lost = {tp.partition for tp in revoked if tp.topic == telemetry_topic.get_topic_name()}
         async with self.flush_lock:
             for partition in lost:
                 self.assigned.discard(partition)
                 self.partitions.pop(partition, None)
-                self.unacked.pop(partition, None)
+                if (restoring := self.restoring.pop(partition, None)) is not None:
+                    restoring.cancel()
+                self.unflushed.pop(partition, None)
                 self.last_event_wall.pop(partition, None)
 
 
@@ -389,14 +462,79 @@ def qoe_worker() -> QoeWorker:
     return QoeWorker()
 
 
-@app.agent(telemetry_topic)
-async def aggregate_qoe(stream: faust.StreamT) -> None:
+@app.task
+async def aggregate_qoe() -> None:
+    """Take playback.telemetry in batches and apply them; offsets are committed by the flush that made them
+    durable (QoeWorker.commit).
+
+    The consumer is confluent-kafka's rather than a Faust agent's stream: Faust's own consume path (aiokafka,
+    then its conductor, stream and sensors per message) takes 11,500 messages/s on this 2-core machine where
+    confluent-kafka takes 58,000 (decode only, bench/qoe_backlog.py), and that was the ceiling of the stage. The
+    semantics stay those of a Faust agent: one consumer group per role (`<app id>-telemetry`), partitions
+    assigned by Kafka and restored when taken up, offsets committed only after the work is durable, poison
+    messages to `playback.telemetry.dlq`, Prometheus metrics. The consumer polls in a thread; its rebalance
+    callbacks run there and wait for the event loop (a revoked partition is dropped after the flush in flight).
+    """
     worker = qoe_worker()
-    batches = cast(faust.Stream, stream)  # the Stream class; StreamT declares neither noack_take nor ack
-    async for events in batches.noack_take(TAKE_BATCH, within=FLUSH_EVERY_S / 5):
-        await worker.take(events)
-        while worker.backlog() >= MAX_UNACKED:  # back-pressure: the flush is behind (or a store is away)
-            await worker.flushed.wait()
+    loop = asyncio.get_running_loop()
+    topic = telemetry_topic.get_topic_name()
+    stopping = False
+
+    def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
+        mine = {tp.partition for tp in partitions}
+        asyncio.run_coroutine_threadsafe(worker.on_assigned(mine), loop).result()
+
+    def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
+        if not stopping:
+            lost = {tp.partition for tp in partitions}
+            asyncio.run_coroutine_threadsafe(worker.on_revoked(lost), loop).result()
+
+    reader = consumer(f"{app.conf.id}-telemetry", None, **{"max.poll.interval.ms": 300_000})
+    reader.subscribe([topic], on_assign=assigned, on_revoke=revoked)
+
+    async def commit(offsets: dict[int, int]) -> None:
+        owned = [TopicPartition(topic, p, offset) for p, offset in offsets.items() if p in worker.assigned]
+        if owned:
+            try:
+                await asyncio.to_thread(reader.commit, offsets=owned, asynchronous=False)
+            except KafkaException as exc:  # a rebalance took the partition: its new owner resumes from the checkpoint
+                log.warning("offsets not committed: %s", exc)
+
+    worker.commit = commit
+    paused = False
+    try:
+        while not app.should_stop:
+            messages = await asyncio.to_thread(reader.consume, TAKE_BATCH, 0.1)
+            good = []
+            for message in messages:
+                if (error := message.error()) is not None:
+                    if not error.retriable() and error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("telemetry consumer: %s", error)
+                    continue
+                good.append(message)
+            if good:
+                await worker.take(good)
+            # Back-pressure: while the flush is behind (a store away), stop taking events but keep polling, so
+            # the group keeps this member and its partitions.
+            if worker.backlog() >= MAX_UNACKED and not paused:
+                reader.pause(reader.assignment())
+                paused = True
+            elif paused and worker.backlog() < MAX_UNACKED // 2:
+                reader.resume(reader.assignment())
+                paused = False
+    finally:
+        stopping = True
+        worker.commit = None
+        await asyncio.to_thread(reader.close)
+
+
+def as_event(message: Message) -> EventT:
+    """A confluent-kafka message in the shape processors/dead_letters.py reads (``event.message``)."""
+    shape = SimpleNamespace(
+        topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key(),
+        value=message.value(),
+    )  # fmt: skip
+    return cast(EventT, SimpleNamespace(message=shape))
 
 
 @app.task
@@ -408,16 +546,6 @@ async def flush_qoe() -> None:
         if any(a.pending() for a in worker.partitions.values()) or worker.backlog() or worker.final_due(now_ms):
             await worker.flush()
         await asyncio.sleep(max(0.0, FLUSH_EVERY_S - (time.monotonic() - began)))
-
-
-@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's signal type omits keyword-only signal=
-async def take_up_partitions(sender: Any, assigned: set[TP], **_: Any) -> None:
-    await qoe_worker().on_assigned(assigned)
-
-
-@app.on_partitions_revoked.connect  # type: ignore[arg-type]  # as above
-async def give_up_partitions(sender: Any, revoked: set[TP], **_: Any) -> None:
-    await qoe_worker().on_revoked(revoked)
 
 
 @app.timer(interval=2.0)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from cassandra.cluster import Session
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from common.qoe.views import ViewMetrics, from_ms
 from common.qoe.windows import Scope, WindowRow, finalise_partials
@@ -35,8 +36,14 @@ WINDOW_COLUMNS = (
 
 
 WindowKey = tuple[str, str, int, int]  # scope, scope_id, granularity_s, window start (epoch ms)
-# Statements in flight at once per call: enough to hide the round trip, few enough not to queue in the driver.
-CONCURRENCY = 128
+Row = tuple[PreparedStatement, tuple[Any, ...]]
+# Rows per UNLOGGED batch, and about how many bytes: under Cassandra's batch_size_fail_threshold (50 KiB); the
+# local node's warn thresholds are raised to match (infra/conf/cassandra.yaml).
+BATCH_ROWS = 24
+BATCH_BYTES = 32 * 1024
+# Statements in flight at once per call: a flush's writes all go out together (the driver multiplexes thousands
+# of requests per connection), so a flush costs about one round trip however many rows it writes.
+CONCURRENCY = 2048
 
 
 def window_start_ms(ts_ms: int, granularity_s: int) -> int:
@@ -99,15 +106,14 @@ class QoeStore:
 
     # --- writes from the agent ------------------------------------------------------------------
 
-    async def write_view(self, metrics: ViewMetrics) -> None:
+    def view_rows(self, metrics: ViewMetrics) -> list[Row]:
         """The view's row by video and day, and by id (its windows get it through the partials)."""
         started = from_ms(metrics.start_ts_ms)
         day = day_of(started)
         video = metrics.video_id or "unknown"
         text = json.dumps(metrics.to_dict(), sort_keys=True)
-        writes = [
-            run(
-                self.session,
+        return [
+            (
                 self._view,
                 (
                     day,
@@ -145,21 +151,34 @@ class QoeStore:
                     dict(metrics.rendition_ms),
                 ),
             ),  # fmt: skip
-            run(self.session, self._view_by_id, (metrics.view_id, day, video, started, text)),
+            (self._view_by_id, (metrics.view_id, day, video, started, text)),
         ]
-        await asyncio.gather(*writes)
 
-    async def write_partials(self, partition: int, partials: Iterable[tuple[WindowKey, bytes, int]]) -> None:
+    def partial_rows(self, partition: int, partials: Iterable[tuple[WindowKey, bytes, int]]) -> list[Row]:
         """This Kafka partition's partial of each window (JSON from ``aggregate_json``), tagged with the offset it
         includes (every event below it)."""
-        await bounded(
-            run(
-                self.session,
-                self._partial,
-                (scope, scope_id, g, from_ms(start_ms), partition, tag, aggregate.decode()),
-            )
+        return [
+            (self._partial, (scope, scope_id, g, from_ms(start_ms), partition, tag, aggregate.decode()))
             for (scope, scope_id, g, start_ms), aggregate, tag in partials
-        )
+        ]
+
+    def window_row(self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]]) -> tuple[WindowRow, Row]:
+        """The window's row: the sum of its partials from every Kafka partition, under its deterministic key."""
+        scope, scope_id, g, start_ms = key
+        row = finalise_partials((scope, scope_id), g, start_ms, partials)
+        values = asdict(row)
+        return row, (
+            self._window,
+            (
+                row.scope, row.scope_id, day_of(row.window_start), row.granularity_s, row.window_start,
+                row.window_end, final, *(values[c] for c in WINDOW_COLUMNS), datetime.now(UTC),
+            ),
+        )  # fmt: skip
+
+    def progress_row(self, viewer_id: str, video_id: str, position_s: float, at: datetime) -> Row:
+        # The event time is the cell timestamp: an older heartbeat replayed later never wins.
+        micros = int(at.timestamp() * 1_000_000)
+        return self._progress, (viewer_id, video_id, position_s, at, micros)
 
     async def read_partials(
         self, partition: int, keys: Iterable[WindowKey]
@@ -177,27 +196,51 @@ class QoeStore:
                 found[key] = (orjson.loads(rows[0].aggregate), int(rows[0].included_offset))
         return found
 
-    async def write_window(self, key: WindowKey, final: bool) -> WindowRow:
-        """The window's row: the sum of its partials from every Kafka partition, under its deterministic key."""
-        scope, scope_id, g, start_ms = key
-        start = from_ms(start_ms)
-        rows = await run(self.session, self._partials_of, (scope, scope_id, g, start))
-        row = finalise_partials((scope, scope_id), g, start_ms, (orjson.loads(r.aggregate) for r in rows))
-        values = asdict(row)
-        await run(
-            self.session,
-            self._window,
-            (
-                row.scope, row.scope_id, day_of(row.window_start), row.granularity_s, row.window_start,
-                row.window_end, final, *(values[c] for c in WINDOW_COLUMNS), datetime.now(UTC),
-            ),
-        )  # fmt: skip
+    async def read_window_partials(self, keys: Iterable[WindowKey]) -> dict[WindowKey, list[dict[str, Any]]]:
+        """Every stored partial of each window (all Kafka partitions)."""
+        keys = list(keys)
+
+        async def read(key: WindowKey) -> list[Any]:
+            scope, scope_id, g, start_ms = key
+            return await run(self.session, self._partials_of, (scope, scope_id, g, from_ms(start_ms)))
+
+        results = await bounded(read(key) for key in keys)
+        return {key: [orjson.loads(r.aggregate) for r in rows] for key, rows in zip(keys, results, strict=True)}
+
+    async def write_all(self, rows: Iterable[Row]) -> None:
+        """Write independent rows (idempotent: absolute values under deterministic keys) in UNLOGGED batches of
+        at most BATCH_ROWS rows and about BATCH_BYTES, all batches at once. Unlogged because no atomicity is
+        needed; batches because one request per row costs the writer's process (driver serialisation, futures,
+        callbacks) several times the CPU of the same rows in a few requests (bench/qoe_backlog.py)."""
+        batches: list[BatchStatement] = []
+        batch, size = None, 0
+        for statement, values in rows:
+            row_size = sum(len(v) for v in values if isinstance(v, str | bytes)) + 64
+            if batch is None or len(batch) >= BATCH_ROWS or size + row_size > BATCH_BYTES:
+                batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                batches.append(batch)
+            batch.add(statement, values)
+            size += row_size
+        await bounded(run(self.session, b) for b in batches)
+
+    async def write_view(self, metrics: ViewMetrics) -> None:
+        await self.write_all(self.view_rows(metrics))
+
+    async def write_partials(self, partition: int, partials: Iterable[tuple[WindowKey, bytes, int]]) -> None:
+        await self.write_all(self.partial_rows(partition, partials))
+
+    async def write_window(
+        self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]] | None = None
+    ) -> WindowRow:
+        """The window's row; its partials are read unless the caller knows them all (``partials``)."""
+        if partials is None:
+            partials = (await self.read_window_partials([key]))[key]
+        row, statement = self.window_row(key, final, partials)
+        await self.write_all([statement])
         return row
 
     async def write_progress(self, viewer_id: str, video_id: str, position_s: float, at: datetime) -> None:
-        # The event time is the cell timestamp: an older heartbeat replayed later never wins.
-        micros = int(at.timestamp() * 1_000_000)
-        await run(self.session, self._progress, (viewer_id, video_id, position_s, at, micros))
+        await self.write_all([self.progress_row(viewer_id, video_id, position_s, at)])
 
     # --- reads for the API ----------------------------------------------------------------------
 

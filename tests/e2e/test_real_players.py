@@ -117,6 +117,12 @@ def test_a_real_player_with_cmcd_and_our_sdk_lands_in_the_qoe_tables(platform: P
     assert abs(row["watch_time_ms"] - page_watch_ms) <= 100
     assert abs(row["average_bitrate_kbps"] - page_kbps) <= 0.02 * page_kbps
 
-    # The harvested CMCD requests count as the video's bytes served in its windows.
-    windows = call("GET", f"{platform.api}/api/v1/videos/{video_id}/qoe?granularity=60", headers=platform.auth)
-    assert sum(w["bytes_served"] or 0 for w in windows["windows"]) > 0
+    # The harvested CMCD requests count as the video's bytes served in its windows: the window rows are written
+    # by the worker's flushes, so wait for them rather than read once.
+    served = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and served == 0:
+        windows = call("GET", f"{platform.api}/api/v1/videos/{video_id}/qoe?granularity=60", headers=platform.auth)
+        served = sum(w["bytes_served"] or 0 for w in windows["windows"])
+        time.sleep(1)
+    assert served > 0, f"no bytes served in the windows of {video_id}: {windows['windows']}"

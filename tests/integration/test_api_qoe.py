@@ -1,8 +1,9 @@
 """The analysts' QoE API against the real Cassandra, in a fresh keyspace holding only this test's rows.
 
 Simulated sessions (common/qoe/simulate.py, whose ground truth the simulator booked itself) go through
-the per-view state machine and the same QoeStore writes the agent makes (views, session tallies, window
-recomputation). Every number the API returns must equal the offline recount of the truth: window values as
+one partition's aggregate (common/qoe/partition.py) and the same QoeStore writes the worker makes (views,
+window partials, window rows). Every number the API returns must equal the offline recount of the truth:
+window values as
 stored, totals as Σ numerator ÷ Σ denominator over the recount's integer sums, percentiles within the
 sketch's 1 %. One data set lies in the last hour, one straddles midnight UTC (two day partitions)."""
 
@@ -25,12 +26,13 @@ from cassandra.concurrent import execute_concurrent_with_args
 from api.app import init_app
 from api.keys import catalog_key
 from common.cassandra import cassandra_session
-from common.settings import Settings
-from common.qoe import simulate, views
+from common.qoe import simulate
+from common.qoe.partition import PartitionAggregate
 from common.qoe.views import ViewMetrics, from_ms, to_ms
-from common.qoe.windows import GRANULARITIES_S, activity_scopes, view_contributions
+from common.qoe.windows import GRANULARITIES_S, new_partial
+from common.settings import Settings
 from sinks.migrate import migrate
-from sinks.qoe import QoeStore, window_start_ms
+from sinks.qoe import QoeStore, aggregate_json, window_start_ms
 from tests.auth_tools import authorize, sign_up
 
 pytestmark = pytest.mark.integration
@@ -67,41 +69,29 @@ def iso_z(ms: int) -> str:
 
 
 async def load(store: QoeStore, sessions: list[simulate.Session], now_ms: int) -> DataSet:
-    """Write what the QoE agent would write for these sessions, then recompute every window they touch."""
-    metrics: list[ViewMetrics] = []
-    touched: set[tuple[str, str, int, int]] = set()
-    for s in sessions:
-        state = views.new_session(s.session_id)
-        for event in s:
-            views.apply(state, event)
-        expired = views.close(state, "inactive")
-        drained = views.drain(state)
-        closed = [*drained.views, *([expired] if expired else [])]
-        tallies: dict[str, list[int]] = {}
-        for record in drained.activity:
-            for scope in activity_scopes(record):
-                for g in GRANULARITIES_S:
-                    start = window_start_ms(record["ts_ms"], g)
-                    counts = tallies.setdefault(f"{scope[0]}|{scope[1]}|{g}|{start}", [0, 0, 0])
-                    counts[0] += 1
-                    counts[1] += int(record["bytes"] or 0)
-                    counts[2] += int(record["starts_view"])
-                    touched.add((scope[0], scope[1], g, start))
-        await store.write_session_tallies(s.session_id, tallies)
-        for m in closed:
-            await store.write_view(m)
-            for (kind, kind_id), _part in view_contributions(m):
-                for g in GRANULARITIES_S:
-                    touched.add((kind, kind_id, g, window_start_ms(m.close_ts_ms, g)))
-        metrics.extend(closed)
+    """Write what the QoE worker writes for these sessions: their deliveries through one partition's aggregate
+    (common/qoe/partition.py), then one flush's partials, views and progress, and every window's row."""
+    aggregate = PartitionAggregate(0)
+    for offset, delivery in enumerate(simulate.deliveries(sessions, 5, duplicate_rate=0.1)):
+        aggregate.apply(offset, delivery.event)
+    aggregate.close_quiet(now_ms + 3_600_000, 0)  # the end of input: every session still open expires
+    for key in aggregate.unbased():
+        aggregate.add_base(key, None)
+    flush = aggregate.take_flush(checkpoint=True, now_ms=now_ms)
+    await store.write_partials(
+        0, [(key, aggregate_json(partial), tag) for key, (partial, tag) in flush.partials.items()]
+    )
+    for m in flush.views:
+        await store.write_view(m)
     limit = asyncio.Semaphore(32)
 
-    async def recompute(scope: str, scope_id: str, g: int, start_ms: int) -> None:
+    async def write_row(key: tuple[str, str, int, int]) -> None:
         async with limit:
-            final = start_ms + g * 1000 + 60_000 <= now_ms
-            await store.recompute_window((scope, scope_id), g, from_ms(start_ms), final)
+            await store.write_window(key, final=key[3] + key[2] * 1000 + 60_000 <= now_ms)
 
-    await asyncio.gather(*(recompute(*key) for key in touched))
+    touched = set(flush.partials)
+    await asyncio.gather(*(write_row(key) for key in touched))
+    metrics = flush.views
     expected = simulate.recount(sessions)
     assert set(expected) == touched, "the recount and the written windows cover the same keys"
     first = min(key[3] for key in expected)
@@ -443,9 +433,11 @@ async def test_live_viewers_are_the_latest_10s_window(
     video = f"live-{unique}"
 
     async def window_with(sessions: int, start_ms: int, scope_id: str = video) -> None:
+        # One partial per Kafka partition, a session each: the row adds them up.
+        partial = {**new_partial(), "events": 2, "bytes": 100, "concurrent": 1}
         for n in range(sessions):
-            await store.write_session_tallies(f"{unique}-{n}", {f"video|{scope_id}|10|{start_ms}": [2, 100, 0]})
-        await store.recompute_window(("video", scope_id), 10, from_ms(start_ms), final=False)
+            await store.write_partials(n, [(("video", scope_id, 10, start_ms), aggregate_json(partial), 1)])
+        await store.write_window(("video", scope_id, 10, start_ms), final=False)
 
     await window_with(5, current - 30_000)
     await window_with(3, current)

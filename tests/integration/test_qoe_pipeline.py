@@ -164,11 +164,11 @@ def recent_start_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000) - 600_000
 
 
-@pytest.mark.timeout(600)
-def test_cassandra_equals_the_offline_recount(rig: QoeRig) -> None:
-    sessions = simulate.generate(11, 80, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=6)
-    # Players whose clocks run five minutes slow, interleaved on the same partitions with the others: their
-    # views must be judged by the collector's clock, not cut short by the other players' event times.
+def oracle_deliveries() -> tuple[list[simulate.Session], list[simulate.Delivery]]:
+    """Sessions with gaps of 30 s and more (quiet_rate), duplicates and late, out-of-order delivery, and players
+    whose clocks run five minutes slow, interleaved on the same partitions with the others: their views must be
+    judged by the collector's clock, not cut short by the other players' event times."""
+    sessions = simulate.generate(11, 80, start_ms=recent_start_ms(), spread_ms=120_000, n_videos=6, quiet_rate=0.25)
     slow = simulate.generate(12, 20, start_ms=recent_start_ms() - SLOW_CLOCK_MS, spread_ms=120_000, n_videos=6)
     deliveries = simulate.deliveries(sessions, 11, duplicate_rate=0.15, max_delay_ms=2000)
     for delivery in simulate.deliveries(slow, 12, duplicate_rate=0.15, max_delay_ms=2000):
@@ -176,20 +176,44 @@ def test_cassandra_equals_the_offline_recount(rig: QoeRig) -> None:
         deliveries.append(delivery._replace(arrival_ms=delivery.arrival_ms + SLOW_CLOCK_MS))
         delivery.event["received_ts"] = received
     deliveries.sort(key=lambda d: (d.arrival_ms, d.tiebreak))
-    sessions += slow
-    worker = rig.worker("qoe-oracle")
-    worker.start()
+    return sessions + slow, deliveries
+
+
+def check_against_the_recount(rig: QoeRig, workers: int) -> None:
+    sessions, deliveries = oracle_deliveries()
+    started = [rig.worker(f"qoe-oracle-{n}") for n in range(workers)]
     try:
-        worker.wait_ready()
+        for worker in started:
+            worker.start()
+        for worker in started:
+            worker.wait_ready()
         publish(rig.settings, deliveries)
         result = wait_until_equal(rig, sessions)
     finally:
-        worker.stop()
+        for worker in started:
+            worker.stop()
     views = result["views"]
-    print(f"{len(views)} views, {len(result['windows'])} windows equal the recount")
+    resumed = [v for v in views.values() if v.close_reason == "inactive" and v.view_index < max(
+        w.view_index for w in views.values() if w.session_id == v.session_id
+    )]  # fmt: skip
+    print(f"{len(views)} views ({len(resumed)} closed by a gap the player came back from), "
+          f"{len(result['windows'])} windows equal the recount with {workers} worker(s)")  # fmt: skip
+    assert resumed, "no session came back after a gap of 30 s or more"
     assert any(v.exit_before_video_start for v in views.values())
     assert any(v.rebuffer_count for v in views.values())
     assert any(v.playback_failure for v in views.values())
+
+
+@pytest.mark.timeout(600)
+def test_cassandra_equals_the_offline_recount(rig: QoeRig) -> None:
+    check_against_the_recount(rig, workers=1)
+
+
+@pytest.mark.timeout(600)
+def test_two_workers_sharing_the_partitions_equal_the_offline_recount(rig: QoeRig) -> None:
+    """Two worker processes in one group split the partitions (the second joining triggers a rebalance: each
+    restores what it takes up from the checkpoints); each window row adds up both workers' partials."""
+    check_against_the_recount(rig, workers=2)
 
 
 @pytest.mark.timeout(900)
