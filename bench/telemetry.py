@@ -188,7 +188,8 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=150)
     parser.add_argument("--duration", type=float, default=300.0)
     parser.add_argument("--api", default="http://127.0.0.1:8080")
-    parser.add_argument("--beacon-every", type=int, default=5, help="seconds between a player's beacons")
+    parser.add_argument("--beacon-every", type=int, default=10, help="seconds between a player's beacons")
+    parser.add_argument("--spread", type=float, default=None, help="seconds over which players start (duration/2)")
     parser.add_argument("--saturate", type=float, default=0.0, help="seconds of collector saturation first")
     args = parser.parse_args()
 
@@ -206,7 +207,12 @@ def main() -> None:
 
     start_ms = int(datetime.now(UTC).timestamp() * 1000) + 2000
     seed = int(time.time())
-    sessions = simulate.generate(seed, args.players, start_ms=start_ms, spread_ms=int(args.duration * 500))
+    # No quiet gaps (quiet_rate=0): the bench posts a player's events in beacons every --beacon-every seconds, so
+    # a silence of 32 s in player time can reach the collector as one of 25 s, which the platform rightly does not
+    # call inactivity, and the simulator's truth would. The oracle tests deliver gaps as they happen.
+    sessions = simulate.generate(
+        seed, args.players, start_ms=start_ms, spread_ms=int((args.spread or args.duration / 2) * 1000), quiet_rate=0
+    )
     # Session ids unique to this run, so a rerun never meets the previous run's state.
     for session in sessions:
         session.session_id = f"bench{seed}-{session.session_id}"

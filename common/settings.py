@@ -112,7 +112,8 @@ class Settings:
     # How many API processes `infra/services.py` starts on API_PORT. Above 1 each binds it with SO_REUSEPORT and
     # the kernel spreads connections among them; per-session rate limits and (session, seq) dedupe of telemetry
     # are then per process (the QoE agents dedupe again on seq).
-    api_processes: int = field(default_factory=lambda: _env_int("API_PROCESSES", 1))
+    # Two by default: the collector is CPU-bound Python, and one process per core of a small machine doubles it.
+    api_processes: int = field(default_factory=lambda: _env_int("API_PROCESSES", 2))
     # Prometheus exposition port of this process (each long-running process sets its own).
     metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 9400))
     # The CDN edge in front of the API's playback routes: where purges go (sinks/cdn_edge.py), and where the local

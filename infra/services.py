@@ -8,7 +8,7 @@ Each process logs to `$VIDPLAT_STATE_DIR/services/<name>.log` and serves Prometh
 port (API 9400, control worker 9401, QoE worker 9402, transcode workers 9403+). `TRANSCODE_WORKERS` sets how many
 transcode workers run (default 1: each already uses both cores for its encoder threads).
 
-`API_PROCESSES` (default 1) sets how many API processes serve API_PORT: `api`, then `api-2`, `api-3`, … (metrics on
+`API_PROCESSES` (default 2) sets how many API processes serve API_PORT: `api`, then `api-2`, `api-3`, … (metrics on
 9410, 9411, …), each binding the port with SO_REUSEPORT so the kernel spreads connections among them. One asyncio
 process is one core at most; the telemetry collector needs more on a busy machine (bench/collector_load.py). Their
 per-session rate limits and (session, seq) dedupe are per process: a player whose beacons reach two processes
