@@ -25,13 +25,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.telemetry import scrape as telemetry_metrics
 from common.avro import AvroCodec
 from common.kafka import consumer, durable_producer
 from common.qoe import simulate
@@ -96,18 +96,12 @@ def faust_consume_rate(settings: Settings, expected: int) -> str:
     return lines[-1].split("faust consume: ", 1)[1].strip() if lines else f"failed ({done.stderr[-300:]})"
 
 
-def scrape(port: int = METRICS_PORT) -> dict[str, float]:
+def scrape() -> dict[str, float]:
+    """The bench worker's metrics; empty when it does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
+        return telemetry_metrics(f"http://127.0.0.1:{METRICS_PORT}/metrics")
     except OSError:
         return {}
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 def processed(samples: dict[str, float]) -> float:
@@ -153,13 +147,12 @@ def open_sessions(count: int, prefix: str) -> list[dict[str, Any]]:
         session = f"{prefix}-{n}"
         client = now - timedelta(seconds=5)
         base = {"session_id": session, "video_id": f"video-{n % 500}", "device_class": "desktop", "source": "SDK"}
-        for seq, (kind, extra) in enumerate(
-            (
-                ("PLAY_REQUESTED", {}),
-                ("FIRST_FRAME", {"rendition": "720p", "bitrate_kbps": 3000, "video_width": 1280, "video_height": 720}),
-                ("HEARTBEAT", {"playhead_s": 2.0, "bytes": 750_000}),
-            )
-        ):
+        steps: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("PLAY_REQUESTED", {}),
+            ("FIRST_FRAME", {"rendition": "720p", "bitrate_kbps": 3000, "video_width": 1280, "video_height": 720}),
+            ("HEARTBEAT", {"playhead_s": 2.0, "bytes": 750_000}),
+        )
+        for seq, (kind, extra) in enumerate(steps):
             events.append(
                 {
                     **base,
