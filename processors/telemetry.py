@@ -3,11 +3,11 @@ watch progress), in micro-batches.
 
     PROCESSOR_ROLE=qoe faust -A processors.app worker
 
-Agent `aggregate_qoe` takes events in batches (`noack_take`) and applies each to its partition's
-`PartitionAggregate` (common/qoe/partition.py: session states, this partition's partial of every window, the
-views closed, the resume positions) in memory: no database round trip per event. The task `flush_qoe` writes
-what changed every QOE_FLUSH_EVERY_S (default 0.5 s), all partitions together, with concurrent async writes
-coalesced per key:
+Task `aggregate_qoe` takes events in batches (a confluent-kafka consumer; see its docstring for why not a Faust
+stream) and applies each to its partition's `PartitionAggregate` (common/qoe/partition.py: session states, this
+partition's partial of every window, the views closed, the resume positions) in memory: no database round trip
+per event. The task `flush_qoe` writes what changed every QOE_FLUSH_EVERY_S (default 0.5 s), all partitions
+together, with concurrent async writes coalesced per key:
 
 1. the windows changed since the last flush get their stored partial added in if this worker has not read it
    yet (a window it has not seen since it took the partition up);
@@ -17,14 +17,14 @@ coalesced per key:
    the closed views, the newest resume positions; then each changed window's row, the sum of its partials over
    all partitions (sinks/qoe.py);
 4. the changed session states and "c:checkpoint" (the offset they include) go to the checkpoint topic;
-5. only then are the events acked, so the offset Faust commits never runs ahead of durable state.
+5. only then are the consumer offsets committed, so they never run ahead of durable state.
 
-A restart or rebalance restores a partition from its checkpoint records before its first event, and reloads
-the windows the manifest names; the offsets in the records make a replay write exactly the rows of a run without
-the crash (common/qoe/partition.py explains how). While Cassandra or Kafka is away, a flush waits it out
-(processors/retry.py); the agent keeps applying until MAX_UNACKED events wait for a flush, then stops taking
-events — Faust's consumer keeps polling, so the group does not evict the worker — and resumes when the flush
-went through. Nothing is lost or counted twice.
+A restart or rebalance restores a partition from its checkpoint records before its first event, and reloads the
+windows the manifest names; the offsets in the records make a replay write exactly the rows of a run without the
+crash (common/qoe/partition.py explains how). While Cassandra or Kafka is away, a flush waits it out
+(processors/retry.py); the consumer keeps applying until MAX_UNACKED events wait for a flush, then pauses its
+partitions and keeps polling, so the group does not evict the worker, and resumes when the flush went through.
+Nothing is lost or counted twice.
 
 Views close on END, a fatal error, the next view, or 30 s of inactivity by the collector's clock; a partition
 that goes quiet (no event for QUIET_AFTER_S, caught up with its end offset) has its expired sessions closed by

@@ -30,8 +30,13 @@ watermark; ``close_quiet`` closes its expired sessions by the caller's wall cloc
 (not copies) and records which sessions it closed at which offset, so that a replay of the same stretch closes
 the same sessions at the same place (``Flush.manifest["timer_closes"]``).
 
-Positions: an event at offset e is at position 2e + 1; a quiet close made when every event below N was applied
-is at position 2N. A partial tagged N holds every position up to 2N.
+Positions: an event at offset e is at position (2e + 1, 0); a quiet close made when every event below N was
+applied is at (2N, r), r numbering the rounds of quiet closes at N. A partial tagged N holds every position below
+(2N, R), R stamped in it as ``tag_rounds``: the rounds at N made before its snapshot. (The offset alone cannot say
+it: on a quiet partition the flush at N comes first, the timer closes sessions at N seconds later, in rounds
+with flushes in between, so partials tagged N exist both without and with a close at N. With positions of 2N
+only, a restore took an older partial tagged N for one holding the closes the manifest names at N, and a crash
+right after that manifest lost their views from the windows.)
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ COUNTED_RETENTION_MS: Final = 3 * 60 * 1000
 RETAIN_CLOSED_MS: Final = 10 * 60 * 1000
 
 WindowKey = tuple[str, str, int, int]  # scope, scope_id, granularity_s, window start (epoch ms)
+Position = tuple[int, int]  # (2 x offset + 1, 0) for an event; (2 x offset, round) for a quiet close
+TimerClose = tuple[int, list[str], int]  # offset, sessions, round
+# In a partial as flushed: the quiet-close rounds at its tag's offset it holds (see "Positions").
+TAG_ROUNDS: Final = "tag_rounds"
 
 
 def arrival_ms(event: dict[str, Any]) -> int:
@@ -94,11 +103,17 @@ class WindowSlot:
     # The stored partial was read and added in (or it was created by a restore that read it): until then the
     # slot holds only what was added since this worker took the partition up.
     based: bool = False
-    # Contributions at positions up to 2 x floor are in the partial already (a flush that a crash interrupted).
+    # Contributions at positions below (2 x floor, floor_rounds) are in the partial already (a flush that a crash
+    # interrupted).
     floor: int = -1
+    floor_rounds: int = 0
     # Wall time (ms) of the last change; a slot long final and unchanged is dropped from memory.
     changed_ms: int = 0
     final_written: bool = False
+
+    def holds(self, position: Position) -> bool:
+        """The preloaded partial holds the contribution at ``position`` already."""
+        return position < (2 * self.floor, self.floor_rounds)
 
 
 @dataclass
@@ -129,6 +144,9 @@ class PartitionAggregate:
         self.resume_offset = 0
         self.checkpoint_offset = 0
         self.windows: dict[WindowKey, WindowSlot] = {}
+        # Per granularity, the latest window start of any partial ever written for this partition: a window
+        # starting later has no stored partial, so it needs no read (events mostly move forward in time).
+        self.written_upto: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
         self._deadlines: list[tuple[int, str]] = []  # heap; an entry is current when it equals the session's deadline
@@ -141,9 +159,15 @@ class PartitionAggregate:
         self._received: list[float] = []
         # Since the last checkpoint: the windows flushed (a restore preloads them) and the quiet closes made.
         self._flushed_since_checkpoint: set[WindowKey] = set()
-        self._timer_closes: list[tuple[int, list[str]]] = []
-        # From a restored manifest: quiet closes to make again at the same offsets.
-        self._replay_closes: list[tuple[int, list[str]]] = []
+        self._timer_closes: list[TimerClose] = []
+        # From a restored manifest: quiet closes to make again at the same positions.
+        self._replay_closes: list[TimerClose] = []
+        # The quiet-close rounds made at one offset (offset, count); the rounds restored partials hold, per tag;
+        # how many of _timer_closes the last snapshot included (its session states hold them).
+        self._rounds: tuple[int, int] = (-1, 0)
+        self._preloaded_rounds: dict[int, int] = {}
+        self._closes_in_snapshot = 0
+        self._snapshot_position: Position = (0, 0)  # the last snapshot holds the positions below this
 
     # --- events -----------------------------------------------------------------------------------
 
@@ -154,7 +178,7 @@ class PartitionAggregate:
             self.counters["replayed"] += 1
             return "replayed"
         self.next_offset = max(self.next_offset, offset + 1)
-        position = 2 * offset + 1
+        position = (2 * offset + 1, 0)
         if self._replay_closes:
             self._make_replay_closes(offset)
         arrived = arrival_ms(event)
@@ -194,20 +218,33 @@ class PartitionAggregate:
         if self._replay_closes:
             self._make_replay_closes(self.next_offset)
         horizon = max(self.watermark_ms or 0, now_ms - quiet_ms)
-        closed = self._sweep(horizon, self.next_offset, 2 * self.next_offset)
+        offset = self.next_offset
+        round_ = self._next_round(offset)
+        closed = self._sweep(horizon, offset, (2 * offset, round_))
         if closed:
-            self._timer_closes.append((self.next_offset, closed))
+            self._timer_closes.append((offset, closed, round_))
+            self._rounds = (offset, round_ + 1)
         return closed
+
+    def _next_round(self, offset: int) -> int:
+        """The number of the next round of quiet closes at ``offset``: after those made, and after those any
+        restored partial holds (a new close is in no stored partial)."""
+        made = self._rounds[1] if self._rounds[0] == offset else 0
+        return max(made, self._preloaded_rounds.get(offset, 0))
 
     def _make_replay_closes(self, offset: int) -> None:
         while self._replay_closes and self._replay_closes[0][0] <= offset:
-            at, session_ids = self._replay_closes.pop(0)
+            at, session_ids, round_ = self._replay_closes.pop(0)
             for session_id in session_ids:
                 state = self.sessions.get(session_id)
                 if state is not None and state.get("included", 0) <= at:
-                    self._close(state, 2 * at)
+                    self._close(state, (2 * at, round_))
+            # Made again, it is a quiet close of this run: the next manifests name it until a checkpoint holds it
+            # (a partial flushed from now on may hold it).
+            self._timer_closes.append((at, session_ids, round_))
+            self._rounds = (at, max(round_ + 1, self._rounds[1] if self._rounds[0] == at else 0))
 
-    def _sweep(self, horizon_ms: int, offset: int, position: int) -> list[str]:
+    def _sweep(self, horizon_ms: int, offset: int, position: Position) -> list[str]:
         """Close the sessions whose deadline is at or before ``horizon_ms`` (collector time)."""
         closed = []
         if self._deferred and offset >= 0:
@@ -228,7 +265,7 @@ class PartitionAggregate:
             closed.append(session_id)
         return closed
 
-    def _close(self, state: SessionState, position: int) -> None:
+    def _close(self, state: SessionState, position: Position) -> None:
         metrics = close(state, "inactive")
         self._take(state, position, metrics)
         self._dirty_sessions.add(state["session_id"])
@@ -239,7 +276,7 @@ class PartitionAggregate:
             state["scheduled"] = deadline
             heapq.heappush(self._deadlines, (deadline, state["session_id"]))
 
-    def _take(self, state: SessionState, position: int, closed: ViewMetrics | None = None) -> None:
+    def _take(self, state: SessionState, position: Position, closed: ViewMetrics | None = None) -> None:
         """Add what the session's state produced to this partition's window partials."""
         drained = drain(state)
         for record in drained.activity:
@@ -252,11 +289,11 @@ class PartitionAggregate:
     def _slot(self, key: WindowKey) -> WindowSlot:
         slot = self.windows.get(key)
         if slot is None:
-            slot = self.windows[key] = WindowSlot()
+            slot = self.windows[key] = WindowSlot(based=key[3] > self.written_upto.get(key[2], -1))
         self._dirty_windows.add(key)
         return slot
 
-    def _count_activity(self, state: SessionState, record: Mapping[str, Any], position: int) -> None:
+    def _count_activity(self, state: SessionState, record: Mapping[str, Any], position: Position) -> None:
         ts = int(record["ts_ms"])
         counted: dict[str, list[str]] = state["counted"]
         nbytes = int(record.get("bytes") or 0)
@@ -274,7 +311,7 @@ class PartitionAggregate:
                 if first_time:
                     seen.append(scope_key)
                 slot = self._slot((scope[0], scope[1], granularity, start))
-                if position < 2 * slot.floor + 1:
+                if slot.holds(position):
                     continue  # the interrupted flush wrote it already
                 partial = slot.partial
                 partial["events"] += 1
@@ -288,12 +325,12 @@ class PartitionAggregate:
         for key in [k for k in counted if int(k.split("|", 1)[1]) < horizon]:
             del counted[key]
 
-    def _count_view(self, metrics: ViewMetrics, position: int) -> None:
+    def _count_view(self, metrics: ViewMetrics, position: Position) -> None:
         ts = metrics.close_ts_ms
         for scope, part in view_contributions(metrics):
             for granularity in GRANULARITIES_S:
                 slot = self._slot((scope[0], scope[1], granularity, ts - ts % (granularity * 1000)))
-                if position >= 2 * slot.floor + 1:
+                if not slot.holds(position):
                     add_view_part(slot.partial, part)
 
     def _note_progress(self, event: dict[str, Any]) -> None:
@@ -320,8 +357,11 @@ class PartitionAggregate:
         slot.based = True
 
     def preload(self, key: WindowKey, stored: dict[str, Any], tag: int) -> None:
-        """A window the interrupted flush may have written: its stored partial holds the positions up to 2 x tag."""
-        self.windows[key] = WindowSlot(partial=stored, based=True, floor=tag)
+        """A window the interrupted flush may have written: its stored partial holds the positions below
+        (2 x tag, its tag_rounds)."""
+        rounds = int(stored.get(TAG_ROUNDS, 0))
+        self.windows[key] = WindowSlot(partial=stored, based=True, floor=tag, floor_rounds=rounds)
+        self._preloaded_rounds[tag] = max(self._preloaded_rounds.get(tag, 0), rounds)
         self._dirty_windows.add(key)  # its merged row is written again at the next flush
 
     def pending(self) -> bool:
@@ -332,19 +372,30 @@ class PartitionAggregate:
         if self.unbased():
             raise RuntimeError("add the stored partials of the changed windows first")
         offset = self.next_offset
+        made = self._rounds[1] if self._rounds[0] == offset else 0
         partials = {}
         for key in self._dirty_windows:
             slot = self.windows[key]
             slot.changed_ms = now_ms
             # A preloaded partial may hold more than the replay has reached: its tag never goes back.
             partials[key] = (slot.partial, max(offset, slot.floor))
+            if slot.floor > offset:
+                slot.partial[TAG_ROUNDS] = slot.floor_rounds
+            else:
+                slot.partial[TAG_ROUNDS] = max(made, slot.floor_rounds if slot.floor == offset else 0)
         self._flushed_since_checkpoint |= self._dirty_windows
+        for _scope, _scope_id, granularity, start in self._dirty_windows:
+            self.written_upto[granularity] = max(self.written_upto.get(granularity, start), start)
         manifest = {
             "offset": offset,
             "checkpoint": self.checkpoint_offset,
+            "written_upto": {str(g): start for g, start in self.written_upto.items()},
             "windows": sorted(self._flushed_since_checkpoint),
-            "timer_closes": list(self._timer_closes),
+            # The closes since the checkpoint, and those a restore named that are not made again yet.
+            "timer_closes": sorted([*self._timer_closes, *self._replay_closes], key=lambda c: (c[0], c[2])),
         }
+        self._closes_in_snapshot = len(self._timer_closes)
+        self._snapshot_position = (2 * offset, made)
         sessions: dict[str, SessionState | None] = {}
         if checkpoint:
             for session_id in self._dirty_sessions:
@@ -377,8 +428,21 @@ class PartitionAggregate:
     def checkpointed(self, offset: int) -> None:
         """The checkpoint at ``offset`` is durable: the next manifest starts afresh from it."""
         self.checkpoint_offset = offset
-        self._flushed_since_checkpoint = set()
-        self._timer_closes = [(at, ids) for at, ids in self._timer_closes if at > offset]
+        # A preloaded partial holding more than the checkpoint (a replay that has not reached the interrupted
+        # flush yet, then another checkpoint) must be preloaded by a restore from this checkpoint too: read as a
+        # base instead, its positions from the checkpoint to its floor were counted twice. Named by the next
+        # manifests until a checkpoint passes its floor, and flushed again so that the next flush has a manifest.
+        held = {
+            key
+            for key in self._flushed_since_checkpoint
+            if (slot := self.windows.get(key)) is not None and slot.holds(self._snapshot_position)
+        }
+        self._flushed_since_checkpoint = held
+        self._dirty_windows |= held
+        # The quiet closes the snapshot included are in its session states. Not those made since, at the same
+        # offset maybe: the timer may close sessions while the flush writes (kept by offset, they were lost).
+        del self._timer_closes[: self._closes_in_snapshot]
+        self._closes_in_snapshot = 0
 
     def drop_idle(self, now_ms: int, final_after_ms: int) -> None:
         """Forget what no longer changes: sessions closed RETAIN_CLOSED_MS ago (collector time) and windows
@@ -412,10 +476,19 @@ class PartitionAggregate:
         for state in sessions.values():
             state.pop("scheduled", None)
             self._schedule(state)
+        for record in (checkpoint, manifest):
+            # The manifest is written ahead of its flush's partials: it may name later windows than the checkpoint.
+            for granularity, start in ((record or {}).get("written_upto") or {}).items():
+                self.written_upto[int(granularity)] = max(self.written_upto.get(int(granularity), start), start)
         if checkpoint is not None:
             self.resume_offset = self.next_offset = self.checkpoint_offset = int(checkpoint["offset"])
             self.watermark_ms = checkpoint.get("watermark_ms")
-        if manifest is None or int(manifest["checkpoint"]) != self.checkpoint_offset:
+        # The manifest of a flush after the checkpoint; or the one of the flush that wrote it, which names the
+        # windows whose partials hold more than it (a replay that had not reached an earlier interrupted flush).
+        if manifest is None or self.checkpoint_offset not in (int(manifest["checkpoint"]), int(manifest["offset"])):
             return []
-        self._replay_closes = sorted((int(at), list(ids)) for at, ids in manifest.get("timer_closes", []))
+        self._replay_closes = sorted(
+            ((int(c[0]), list(c[1]), int(c[2]) if len(c) > 2 else 0) for c in manifest.get("timer_closes", [])),
+            key=lambda c: (c[0], c[2]),
+        )
         return [(str(k[0]), str(k[1]), int(k[2]), int(k[3])) for k in manifest.get("windows", [])]
