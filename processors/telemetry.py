@@ -38,6 +38,7 @@ import asyncio
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import SimpleNamespace
@@ -59,7 +60,7 @@ from infra.topics import load_specs
 from processors.app import app, topic_name
 from processors.dead_letters import dead_letter
 from processors.retry import until_applied
-from sinks.qoe import QoeStore, aggregate_json
+from sinks.qoe import QoeStore, aggregate_json, now_us
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +328,11 @@ class QoeWorker:
     async def _write_windows(
         self, keys: set[WindowKey], known: dict[WindowKey, list[dict[str, Any]]], now_ms: int
     ) -> None:
-        partials = {**known, **await self.store.read_window_partials(keys - set(known))}
+        known_at = now_us()  # ``known`` is this flush's snapshot, taken before now
+        partials = {key: (held, known_at) for key, held in known.items()}
+        partials |= await self.store.read_window_partials(keys - set(known))
         await self.store.write_all(
-            self.store.window_row(key, now_ms >= final_at_ms(key), partials[key])[1] for key in keys
+            self.store.window_row(key, now_ms >= final_at_ms(key), *partials[key])[1] for key in keys
         )
 
     async def _write_checkpoints(self, flushes: list[Flush], session_records: dict[int, list[Any]]) -> None:
@@ -482,18 +485,34 @@ async def aggregate_qoe() -> None:
 
     def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
         mine = {tp.partition for tp in partitions}
+        log.info("playback.telemetry partitions assigned: %s", sorted(mine))
         asyncio.run_coroutine_threadsafe(worker.on_assigned(mine), loop).result()
 
     def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
         if not stopping:
             lost = {tp.partition for tp in partitions}
+            log.info("playback.telemetry partitions revoked: %s", sorted(lost))
             asyncio.run_coroutine_threadsafe(worker.on_revoked(lost), loop).result()
 
     reader = consumer(f"{app.conf.id}-telemetry", None, **{"max.poll.interval.ms": 300_000})
     reader.subscribe([topic], on_assign=assigned, on_revoke=revoked)
+    # Every call on the consumer is made from the polling thread, between polls: a call from the event loop
+    # while a rebalance callback waits for the loop (the flush in flight) would wait on the consumer's lock and
+    # deadlock the two. The loop leaves its requests here.
+    to_commit: dict[int, int] = {}
+    want_paused = paused = False
+    requests = threading.Lock()
 
     async def commit(offsets: dict[int, int]) -> None:
-        owned = [TopicPartition(topic, p, offset) for p, offset in offsets.items() if p in worker.assigned]
+        with requests:
+            to_commit.update(offsets)
+
+    def poll() -> list[Message]:
+        nonlocal paused
+        with requests:
+            owned = [TopicPartition(topic, p, o) for p, o in to_commit.items() if p in worker.assigned]
+            to_commit.clear()
+            pause = want_paused
         if owned:
             try:
                 # Not waited for: the checkpoint, durable already, says where a restore resumes; the committed
@@ -501,12 +520,17 @@ async def aggregate_qoe() -> None:
                 reader.commit(offsets=owned, asynchronous=True)
             except KafkaException as exc:  # a rebalance took the partition: its new owner resumes from the checkpoint
                 log.warning("offsets not committed: %s", exc)
+        # Back-pressure: while the flush is behind (a store away), stop taking events but keep polling, so the
+        # group keeps this member and its partitions.
+        if pause != paused:
+            (reader.pause if pause else reader.resume)(reader.assignment())
+            paused = pause
+        return reader.consume(TAKE_BATCH, 0.1)
 
     worker.commit = commit
-    paused = False
     try:
         while not app.should_stop:
-            messages = await asyncio.to_thread(reader.consume, TAKE_BATCH, 0.1)
+            messages = await asyncio.to_thread(poll)
             good = []
             for message in messages:
                 if (error := message.error()) is not None:
@@ -516,14 +540,9 @@ async def aggregate_qoe() -> None:
                 good.append(message)
             if good:
                 await worker.take(good)
-            # Back-pressure: while the flush is behind (a store away), stop taking events but keep polling, so
-            # the group keeps this member and its partitions.
-            if worker.backlog() >= MAX_UNACKED and not paused:
-                reader.pause(reader.assignment())
-                paused = True
-            elif paused and worker.backlog() < MAX_UNACKED // 2:
-                reader.resume(reader.assignment())
-                paused = False
+            backlog = worker.backlog()
+            with requests:
+                want_paused = backlog >= MAX_UNACKED or (want_paused and backlog >= MAX_UNACKED // 2)
     finally:
         stopping = True
         worker.commit = None

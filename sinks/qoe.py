@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, date, datetime
@@ -49,6 +50,10 @@ CONCURRENCY = 2048
 def window_start_ms(ts_ms: int, granularity_s: int) -> int:
     g = granularity_s * 1000
     return ts_ms - ts_ms % g
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
 
 
 def day_of(ts: datetime) -> date:
@@ -92,7 +97,7 @@ class QoeStore:
             + ", ".join(WINDOW_COLUMNS)
             + ", computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
             + ", ".join("?" for _ in WINDOW_COLUMNS)
-            + ", ?)"
+            + ", ?) USING TIMESTAMP ?"
         )
         self._windows_range = prepare(
             "SELECT * FROM qoe_windows WHERE scope = ? AND scope_id = ? AND day = ? AND granularity_s = ?"
@@ -162,8 +167,14 @@ class QoeStore:
             for (scope, scope_id, g, start_ms), aggregate, tag in partials
         ]
 
-    def window_row(self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]]) -> tuple[WindowRow, Row]:
-        """The window's row: the sum of its partials from every Kafka partition, under its deterministic key."""
+    def window_row(
+        self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]], as_of_us: int
+    ) -> tuple[WindowRow, Row]:
+        """The window's row: the sum of its partials from every Kafka partition, under its deterministic key.
+
+        ``as_of_us``, the cell timestamp, is when the partials were read (or known): two workers that each wrote
+        their partial and then read all of them may write their rows in either order, and the row of the later
+        read, which saw both partials, must win."""
         scope, scope_id, g, start_ms = key
         row = finalise_partials((scope, scope_id), g, start_ms, partials)
         values = asdict(row)
@@ -171,7 +182,7 @@ class QoeStore:
             self._window,
             (
                 row.scope, row.scope_id, day_of(row.window_start), row.granularity_s, row.window_start,
-                row.window_end, final, *(values[c] for c in WINDOW_COLUMNS), datetime.now(UTC),
+                row.window_end, final, *(values[c] for c in WINDOW_COLUMNS), datetime.now(UTC), as_of_us,
             ),
         )  # fmt: skip
 
@@ -196,16 +207,22 @@ class QoeStore:
                 found[key] = (orjson.loads(rows[0].aggregate), int(rows[0].included_offset))
         return found
 
-    async def read_window_partials(self, keys: Iterable[WindowKey]) -> dict[WindowKey, list[dict[str, Any]]]:
-        """Every stored partial of each window (all Kafka partitions)."""
+    async def read_window_partials(
+        self, keys: Iterable[WindowKey]
+    ) -> dict[WindowKey, tuple[list[dict[str, Any]], int]]:
+        """Every stored partial of each window (all Kafka partitions), and when the read began (µs)."""
         keys = list(keys)
 
-        async def read(key: WindowKey) -> list[Any]:
+        async def read(key: WindowKey) -> tuple[list[Any], int]:
             scope, scope_id, g, start_ms = key
-            return await run(self.session, self._partials_of, (scope, scope_id, g, from_ms(start_ms)))
+            began = now_us()
+            return await run(self.session, self._partials_of, (scope, scope_id, g, from_ms(start_ms))), began
 
         results = await bounded(read(key) for key in keys)
-        return {key: [orjson.loads(r.aggregate) for r in rows] for key, rows in zip(keys, results, strict=True)}
+        return {
+            key: ([orjson.loads(r.aggregate) for r in rows], began)
+            for key, (rows, began) in zip(keys, results, strict=True)
+        }
 
     async def write_all(self, rows: Iterable[Row]) -> None:
         """Write independent rows (idempotent: absolute values under deterministic keys) in UNLOGGED batches of
@@ -233,9 +250,10 @@ class QoeStore:
         self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]] | None = None
     ) -> WindowRow:
         """The window's row; its partials are read unless the caller knows them all (``partials``)."""
+        as_of = now_us()
         if partials is None:
-            partials = (await self.read_window_partials([key]))[key]
-        row, statement = self.window_row(key, final, partials)
+            partials, as_of = (await self.read_window_partials([key]))[key]
+        row, statement = self.window_row(key, final, partials, as_of)
         await self.write_all([statement])
         return row
 

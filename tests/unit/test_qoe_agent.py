@@ -34,6 +34,7 @@ from common.qoe.views import ViewMetrics
 from common.qoe.windows import WindowRow, finalise_partials
 from processors import retry, telemetry
 from processors.telemetry import CHECKPOINT_KEY, MANIFEST_KEY, SESSION_PREFIX, QoeWorker
+from sinks.qoe import now_us
 from tests.unit.qoe.test_qoe_oracle import check_views, check_windows
 
 CODEC = AvroCodec()
@@ -59,6 +60,7 @@ class RecordingStore:
         self.attempts: Counter[str] = Counter()
         self.partials: dict[WindowKey, dict[int, tuple[bytes, int]]] = {}
         self.rows: dict[WindowKey, tuple[WindowRow, bool]] = {}
+        self.row_as_of: dict[WindowKey, int] = {}
         self.views: dict[str, ViewMetrics] = {}
         self.progress: dict[tuple[str, str], tuple[float, datetime]] = {}
 
@@ -77,9 +79,11 @@ class RecordingStore:
     def progress_row(self, viewer: str, video: str, position_s: float, at: datetime) -> Any:
         return ("progress", ((viewer, video), position_s, at))
 
-    def window_row(self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]]) -> tuple[WindowRow, Any]:
+    def window_row(
+        self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]], as_of_us: int
+    ) -> tuple[WindowRow, Any]:
         row = finalise_partials((key[0], key[1]), key[2], key[3], partials)
-        return row, ("window", (key, row, final))
+        return row, ("window", (key, row, final, as_of_us))
 
     async def write_all(self, rows: Iterable[Any]) -> None:
         rows = list(rows)
@@ -97,8 +101,11 @@ class RecordingStore:
                 if key not in self.progress or self.progress[key][1] <= at:  # USING TIMESTAMP of the event
                     self.progress[key] = (position, at)
             else:
-                key, row, final = value
-                self.rows[key] = (row, final)
+                key, row, final, as_of = value
+                # USING TIMESTAMP as_of: the row of the later read wins, whatever order the writes land in.
+                if key not in self.rows or self.row_as_of[key] <= as_of:
+                    self.rows[key] = (row, final)
+                    self.row_as_of[key] = as_of
 
     async def read_partials(
         self, partition: int, keys: Iterable[WindowKey]
@@ -110,9 +117,13 @@ class RecordingStore:
                 found[key] = (orjson.loads(stored[0]), stored[1])
         return found
 
-    async def read_window_partials(self, keys: Iterable[WindowKey]) -> dict[WindowKey, list[dict[str, Any]]]:
+    async def read_window_partials(
+        self, keys: Iterable[WindowKey]
+    ) -> dict[WindowKey, tuple[list[dict[str, Any]], int]]:
         self._try("read")
-        return {key: [orjson.loads(data) for data, _ in self.partials.get(key, {}).values()] for key in keys}
+        return {
+            key: ([orjson.loads(data) for data, _ in self.partials.get(key, {}).values()], now_us()) for key in keys
+        }
 
     # One-row writes (QoeStore keeps them for other callers).
     async def write_partials(self, partition: int, partials: Iterable[tuple[WindowKey, bytes, int]]) -> None:
@@ -127,9 +138,10 @@ class RecordingStore:
     async def write_window(
         self, key: WindowKey, final: bool, partials: Iterable[Mapping[str, Any]] | None = None
     ) -> WindowRow:
+        as_of = now_us()
         if partials is None:
-            partials = (await self.read_window_partials([key]))[key]
-        row, statement = self.window_row(key, final, partials)
+            partials, as_of = (await self.read_window_partials([key]))[key]
+        row, statement = self.window_row(key, final, partials, as_of)
         await self.write_all([statement])
         return row
 
