@@ -194,8 +194,7 @@ class QoeWorker:
             }
             session_records = {
                 flush.partition: [
-                    (SESSION_PREFIX + session_id.encode(), None if state is None else orjson.dumps(state))
-                    for session_id, state in flush.sessions.items()
+                    (SESSION_PREFIX + session_id.encode(), state) for session_id, state in flush.sessions.items()
                 ]
                 for flush in flushes
             }
@@ -425,7 +424,7 @@ def final_at_ms(key: WindowKey) -> int:
     return key[3] + key[2] * 1000 + int(FINAL_AFTER_S * 1000)
 
 
-def read_checkpoints(partition: int) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+def read_checkpoints(partition: int) -> tuple[dict[str, bytes], dict[str, Any] | None, dict[str, Any] | None]:
     """The latest record of every key in the partition's checkpoint log (compacted, but maybe not yet)."""
     reader = consumer(f"qoe-restore-{os.getpid()}", None, **{"enable.partition.eof": True})
     try:
@@ -446,8 +445,9 @@ def read_checkpoints(partition: int) -> tuple[dict[str, Any], dict[str, Any] | N
                     position = (message.offset() or 0) + 1
     finally:
         reader.close()
+    # Kept as JSON: the aggregate decodes each session when it moves (common/qoe/partition.py, ``sessions``).
     sessions = {
-        key[len(SESSION_PREFIX) :].decode(): orjson.loads(value)
+        key[len(SESSION_PREFIX) :].decode(): value
         for key, value in latest.items()
         if key.startswith(SESSION_PREFIX) and value is not None
     }
