@@ -203,6 +203,10 @@ def main() -> None:
 
             if not args.open_sessions:
                 return
+            # A fresh process for the memory figure: what the backlog's windows took is not held against it.
+            worker.stop()
+            worker.start()
+            worker.wait_ready()
             opened = open_sessions(args.open_sessions, f"open-{uuid.uuid4().hex[:6]}")
             began = time.monotonic()
             base = processed(scrape())

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = float(os.environ.get("QOE_FLUSH_EVERY_S", "0.5"))
 # Events applied but not yet in a flush; beyond this the agent waits for the flush (back-pressure).
-MAX_UNACKED = int(os.environ.get("QOE_MAX_UNACKED", "50000"))
+MAX_UNACKED = int(os.environ.get("QOE_MAX_UNACKED", "20000"))
 TAKE_BATCH = 2000
 YIELD_EVERY = 200
 FINAL_AFTER_S = 60.0
@@ -494,7 +494,17 @@ async def aggregate_qoe() -> None:
             log.info("playback.telemetry partitions revoked: %s", sorted(lost))
             asyncio.run_coroutine_threadsafe(worker.on_revoked(lost), loop).result()
 
-    reader = consumer(f"{app.conf.id}-telemetry", None, **{"max.poll.interval.ms": 300_000})
+    reader = consumer(
+        f"{app.conf.id}-telemetry",
+        None,
+        **{
+            "max.poll.interval.ms": 300_000,
+            # librdkafka prefetches up to 100,000 messages (or 64 MB) per partition by default: on a backlog that is
+            # a gigabyte of RSS for messages a 0.5 s flush interval does not need. A few seconds' worth is enough.
+            "queued.min.messages": 5_000,
+            "queued.max.messages.kbytes": 8_192,
+        },
+    )
     reader.subscribe([topic], on_assign=assigned, on_revoke=revoked)
     # Every call on the consumer is made from the polling thread, between polls: a call from the event loop
     # while a rebalance callback waits for the loop (the flush in flight) would wait on the consumer's lock and
