@@ -175,14 +175,18 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=6000, help="simulated players in the backlog")
     parser.add_argument("--open-sessions", type=int, default=100_000)
     args = parser.parse_args()
+    measure(args.sessions, args.open_sessions)
 
+
+def measure(players: int, opening: int) -> None:
+    """Print the figures of the module docstring for ``players`` in the backlog and ``opening`` open sessions."""
     for settings in scratch_platform(load_settings(), "bench-qoe"):
         sessions = simulate.generate(
-            int(time.time()), args.sessions, start_ms=to_ms(datetime.now(UTC)) - 1_800_000, spread_ms=1_500_000
+            int(time.time()), players, start_ms=to_ms(datetime.now(UTC)) - 1_800_000, spread_ms=1_500_000
         )
         deliveries = simulate.deliveries(sessions, 7, duplicate_rate=0.05, max_delay_ms=2000)
         count = produce(settings, (d.event for d in deliveries))
-        print(f"backlog: {count:,} events of {args.sessions:,} simulated players on playback.telemetry", flush=True)
+        print(f"backlog: {count:,} events of {players:,} simulated players on playback.telemetry", flush=True)
         bare = bare_consumer_rate(settings, count)
         print(f"bare confluent-kafka consumer, decode only: {bare:,.0f} events/s", flush=True)
         print(f"Faust agent, noack_take + decode + ack only: {faust_consume_rate(settings, count)}", flush=True)
@@ -201,13 +205,13 @@ def main() -> None:
                 flush=True,
             )
 
-            if not args.open_sessions:
+            if not opening:
                 return
             # A fresh process for the memory figure: what the backlog's windows took is not held against it.
             worker.stop()
             worker.start()
             worker.wait_ready()
-            opened = open_sessions(args.open_sessions, f"open-{uuid.uuid4().hex[:6]}")
+            opened = open_sessions(opening, f"open-{uuid.uuid4().hex[:6]}")
             began = time.monotonic()
             base = processed(scrape())
             produce(settings, opened)
@@ -216,7 +220,7 @@ def main() -> None:
             rss = resident_mib(pid) if pid else float("nan")
             held = scrape().get("qoe_sessions_held", 0.0)
             print(
-                f"{args.open_sessions:,} sessions opening views ({len(opened):,} events):"
+                f"{opening:,} sessions opening views ({len(opened):,} events):"
                 f" {len(opened) / processing_s:,.0f} events/s;"
                 f" RSS of the worker holding {held:,.0f} sessions: {rss:,.0f} MiB"
                 f" ({time.monotonic() - began:.0f} s after the first was produced)",

@@ -191,6 +191,9 @@ def main() -> None:
     parser.add_argument("--beacon-every", type=int, default=10, help="seconds between a player's beacons")
     parser.add_argument("--spread", type=float, default=None, help="seconds over which players start (duration/2)")
     parser.add_argument("--saturate", type=float, default=0.0, help="seconds of collector saturation first")
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="then bench/qoe_backlog.py with this many players (and 100,000 open)"
+    )
     args = parser.parse_args()
 
     raw = raw_produce_rate()
@@ -250,6 +253,12 @@ def main() -> None:
     print(f"views finished by the simulator: {finished}; stored with the truth's watch/rebuffer numbers: {matched}")
     for line in mismatches[:5]:
         print(f"  differs: {line}")
+    if args.backlog:
+        # The worker's own capacity, beside a bare consumer, its memory and restart: on a scratch platform, once
+        # the platform's worker has nothing left to do (lag 0 above). Imported here: it imports this module.
+        from bench import qoe_backlog
+
+        qoe_backlog.measure(args.backlog, 100_000)
 
 
 if __name__ == "__main__":
