@@ -53,7 +53,15 @@ from prometheus_client import Counter, Gauge, Histogram
 from common.avro import default_codec
 from common.cassandra import cassandra_session
 from common.kafka import admin_client, consumer, durable_producer
-from common.qoe.partition import Flush, PartitionAggregate, WindowKey
+from common.qoe.partition import (
+    CHECKPOINT_KEY,
+    MANIFEST_KEY,
+    SESSION_PREFIX,
+    Flush,
+    PartitionAggregate,
+    WindowKey,
+    checkpoint_from_records,
+)
 from common.qoe.views import from_ms
 from common.settings import load_settings
 from infra.topics import load_specs
@@ -105,9 +113,6 @@ TELEMETRY_PARTITIONS = next(
 )
 telemetry_topic = app.topic(topic_name("playback.telemetry"), key_serializer="raw", value_serializer="raw")
 CHECKPOINT_TOPIC = topic_name("qoe.session-checkpoints")
-CHECKPOINT_KEY = b"c:checkpoint"
-MANIFEST_KEY = b"c:flush"
-SESSION_PREFIX = b"s:"
 
 
 class CheckpointNotDurable(KafkaException):
@@ -445,19 +450,7 @@ def read_checkpoints(partition: int) -> tuple[dict[str, bytes], dict[str, Any] |
                     position = (message.offset() or 0) + 1
     finally:
         reader.close()
-    # Kept as JSON: the aggregate decodes each session when it moves (common/qoe/partition.py, ``sessions``).
-    sessions = {
-        key[len(SESSION_PREFIX) :].decode(): value
-        for key, value in latest.items()
-        if key.startswith(SESSION_PREFIX) and value is not None
-    }
-    checkpoint = latest.get(CHECKPOINT_KEY)
-    manifest = latest.get(MANIFEST_KEY)
-    return (
-        sessions,
-        None if checkpoint is None else orjson.loads(checkpoint),
-        None if manifest is None else orjson.loads(manifest),
-    )
+    return checkpoint_from_records(latest)
 
 
 @functools.cache

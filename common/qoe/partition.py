@@ -76,6 +76,11 @@ COUNTED_RETENTION_MS: Final = 3 * 60 * 1000
 # A closed session's state stays this long (collector time) so that its late duplicates are recognised.
 RETAIN_CLOSED_MS: Final = 10 * 60 * 1000
 
+# The keys of a partition's records on the checkpoint topic (processors/telemetry.py writes and reads them).
+CHECKPOINT_KEY: Final = b"c:checkpoint"
+MANIFEST_KEY: Final = b"c:flush"
+SESSION_PREFIX: Final = b"s:"
+
 WindowKey = tuple[str, str, int, int]  # scope, scope_id, granularity_s, window start (epoch ms)
 Position = tuple[int, int]  # (2 x offset + 1, 0) for an event; (2 x offset, round) for a quiet close
 TimerClose = tuple[int, list[str], int]  # offset, sessions, round
@@ -517,3 +522,22 @@ class PartitionAggregate:
             key=lambda c: (c[0], c[2]),
         )
         return [(str(k[0]), str(k[1]), int(k[2]), int(k[3])) for k in manifest.get("windows", [])]
+
+
+def checkpoint_from_records(
+    latest: Mapping[bytes, bytes | None],
+) -> tuple[dict[str, bytes], dict[str, Any] | None, dict[str, Any] | None]:
+    """Session states, the checkpoint and the manifest, from the latest record of each key of a partition.
+    The states stay JSON: the aggregate decodes a session when it moves (common/qoe/partition.py)."""
+    sessions = {
+        key[len(SESSION_PREFIX) :].decode(): value
+        for key, value in latest.items()
+        if key.startswith(SESSION_PREFIX) and value is not None
+    }
+    checkpoint = latest.get(CHECKPOINT_KEY)
+    manifest = latest.get(MANIFEST_KEY)
+    return (
+        sessions,
+        None if checkpoint is None else orjson.loads(checkpoint),
+        None if manifest is None else orjson.loads(manifest),
+    )

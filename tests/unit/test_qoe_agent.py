@@ -30,10 +30,11 @@ from cassandra.cluster import NoHostAvailable
 
 from common.avro import AvroCodec
 from common.qoe import simulate
+from common.qoe.partition import CHECKPOINT_KEY, MANIFEST_KEY, checkpoint_from_records
 from common.qoe.views import ViewMetrics
 from common.qoe.windows import WindowRow, finalise_partials
 from processors import retry, telemetry
-from processors.telemetry import CHECKPOINT_KEY, MANIFEST_KEY, SESSION_PREFIX, QoeWorker
+from processors.telemetry import QoeWorker
 from sinks.qoe import now_us
 from tests.unit.qoe.test_qoe_oracle import check_views, check_windows
 
@@ -174,20 +175,9 @@ class CheckpointTopic:
         record = self.latest[partition].get(CHECKPOINT_KEY)
         return -1 if record is None else int(orjson.loads(record)["offset"])
 
-    def read(self, partition: int) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    def read(self, partition: int) -> tuple[dict[str, bytes], dict[str, Any] | None, dict[str, Any] | None]:
         """As telemetry.read_checkpoints reads the topic."""
-        latest = self.latest[partition]
-        sessions = {
-            key[len(SESSION_PREFIX) :].decode(): orjson.loads(value)
-            for key, value in latest.items()
-            if key.startswith(SESSION_PREFIX) and value is not None
-        }
-        checkpoint, manifest = latest.get(CHECKPOINT_KEY), latest.get(MANIFEST_KEY)
-        return (
-            sessions,
-            None if checkpoint is None else orjson.loads(checkpoint),
-            None if manifest is None else orjson.loads(manifest),
-        )
+        return checkpoint_from_records(self.latest[partition])
 
 
 @dataclass(frozen=True)

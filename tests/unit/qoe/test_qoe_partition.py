@@ -26,12 +26,16 @@ import pytest
 
 from common.qoe import simulate
 from common.qoe.partition import (
+    CHECKPOINT_KEY,
     COUNTED_RETENTION_MS,
     INACTIVITY_MS,
+    MANIFEST_KEY,
     RETAIN_CLOSED_MS,
+    SESSION_PREFIX,
     Flush,
     PartitionAggregate,
     WindowKey,
+    checkpoint_from_records,
 )
 from common.qoe.views import ViewMetrics, to_ms
 from common.qoe.windows import GRANULARITIES_S, WindowRow, finalise_partials
@@ -41,9 +45,6 @@ from tests.unit.qoe.test_qoe_oracle import check_views, check_windows
 P = 4
 FAR_FUTURE_MS = simulate.DEFAULT_START_MS + 10**10
 # The checkpoint topic's keys (processors/telemetry.py; not imported: that module starts the Faust app).
-CHECKPOINT_KEY = b"c:checkpoint"
-MANIFEST_KEY = b"c:flush"
-SESSION_PREFIX = b"s:"
 
 # Where a flush can be interrupted (processors/telemetry.py QoeWorker.flush, in its order).
 CRASH_POINTS = (
@@ -130,20 +131,9 @@ class FakeCheckpointLog:
     def produce(self, partition: int, key: bytes, value: bytes | None) -> None:
         self.latest[partition][key] = value
 
-    def read(self, partition: int) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    def read(self, partition: int) -> tuple[dict[str, bytes], dict[str, Any] | None, dict[str, Any] | None]:
         """As processors.telemetry.read_checkpoints returns it."""
-        latest = self.latest[partition]
-        sessions = {
-            key[len(SESSION_PREFIX) :].decode(): orjson.loads(value)
-            for key, value in latest.items()
-            if key.startswith(SESSION_PREFIX) and value is not None
-        }
-        checkpoint, manifest = latest.get(CHECKPOINT_KEY), latest.get(MANIFEST_KEY)
-        return (
-            sessions,
-            None if checkpoint is None else orjson.loads(checkpoint),
-            None if manifest is None else orjson.loads(manifest),
-        )
+        return checkpoint_from_records(self.latest[partition])
 
 
 def checkpoint_record(flush: Flush) -> dict[str, Any]:
