@@ -163,6 +163,10 @@ def faust_worker(name: str, role: str, metrics_port: int, home: Path, env: dict[
         "METRICS_PORT": str(metrics_port),
         "FAUST_DATADIR": str(home / f"faust-{name}"),
         "WORK_DIR": str(home / f"work-{name}"),
+        # glibc gives each thread that allocates an arena of its own (up to 8 per core); a worker's driver, Kafka
+        # and executor threads then leave freed memory spread over many of them, and the resident size grows
+        # with it. Two arenas keep the QoE worker's memory near what it holds.
+        "MALLOC_ARENA_MAX": env.get("MALLOC_ARENA_MAX", "2"),
     }
     return Service(name, FAUST_WORKER, worker_env, faust_ready, home)
 
