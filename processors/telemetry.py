@@ -108,10 +108,9 @@ CONSUMER_LAG = Gauge(
     ["partition"],
 )
 
-TELEMETRY_PARTITIONS = next(
-    spec.partitions for spec in load_specs(load_settings()) if spec.name == topic_name("playback.telemetry")
-)
-telemetry_topic = app.topic(topic_name("playback.telemetry"), key_serializer="raw", value_serializer="raw")
+# Consumed by aggregate_qoe with confluent-kafka, not through a Faust topic object.
+TELEMETRY_TOPIC = topic_name("playback.telemetry")
+TELEMETRY_PARTITIONS = next(spec.partitions for spec in load_specs(load_settings()) if spec.name == TELEMETRY_TOPIC)
 CHECKPOINT_TOPIC = topic_name("qoe.session-checkpoints")
 
 
@@ -191,7 +190,7 @@ class QoeWorker:
             read_s = time.monotonic() - began
             now_ms = int(time.time() * 1000)
             # From here to the snapshot's serialisation nothing awaits: the snapshot is of one offset per partition.
-            flushes = [aggregate.take_flush(checkpoint=True, now_ms=now_ms) for aggregate in self.partitions.values()]
+            flushes = [aggregate.take_flush(now_ms=now_ms) for aggregate in self.partitions.values()]
             applied = {flush.partition: self.unflushed.pop(flush.partition, 0) for flush in flushes}
             partial_rows = {
                 flush.partition: [(key, aggregate_json(partial), tag) for key, (partial, tag) in flush.partials.items()]
@@ -473,7 +472,7 @@ async def aggregate_qoe() -> None:
     """
     worker = qoe_worker()
     loop = asyncio.get_running_loop()
-    topic = telemetry_topic.get_topic_name()
+    topic = TELEMETRY_TOPIC
     stopping = False
 
     def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
@@ -618,7 +617,7 @@ async def report_consumer_lag() -> None:
 
 
 def latest_offsets(partitions: list[int]) -> dict[int, int]:
-    topic = telemetry_topic.get_topic_name()
+    topic = TELEMETRY_TOPIC
     requests = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
     return {tp.partition: future.result(30).offset for tp, future in offsets_admin().list_offsets(requests).items()}
 

@@ -4,7 +4,7 @@ flush writes. Pure: no Kafka, no Cassandra, no clock (the caller passes offsets 
     aggregate = PartitionAggregate(partition)
     aggregate.apply(offset, event)          # per PlaybackEvent of playback.telemetry, in offset order
     aggregate.close_quiet(now_ms)           # a partition without events: close its expired sessions anyway
-    flush = aggregate.take_flush(checkpoint=True)   # a snapshot of what changed, as of flush.offset
+    flush = aggregate.take_flush(now_ms=...)   # a snapshot of what changed, as of flush.offset
 
 How the work is split (the way Kafka Streams' record caches and Flink's mini-batches do it): each event is
 applied to its session's state (common/qoe/views.py) and what the session produced — the event's activity and
@@ -136,8 +136,7 @@ class Flush:
     progress: dict[tuple[str, str], tuple[float, int]]  # (viewer, video) -> (position s, client time ms)
     received_s: list[float]  # collector times of the events this flush makes durable (freshness)
     manifest: dict[str, Any]  # written ahead of the partials: what a restore must preload
-    checkpoint: bool
-    sessions: dict[str, bytes | None]  # JSON of each changed state; None: the session was dropped (with checkpoint)
+    sessions: dict[str, bytes | None]  # JSON of each changed state; None: the session was dropped
     watermark_ms: int | None
 
 
@@ -395,7 +394,7 @@ class PartitionAggregate:
     def pending(self) -> bool:
         return bool(self._dirty_windows or self._views or self._dirty_sessions or self._progress)
 
-    def take_flush(self, *, checkpoint: bool, now_ms: int) -> Flush:
+    def take_flush(self, *, now_ms: int) -> Flush:
         """What changed, as of ``self.next_offset``; every changed window must be based (see ``unbased``)."""
         if self.unbased():
             raise RuntimeError("add the stored partials of the changed windows first")
@@ -425,17 +424,16 @@ class PartitionAggregate:
         self._closes_in_snapshot = len(self._timer_closes)
         self._snapshot_position = (2 * offset, made)
         sessions: dict[str, bytes | None] = {}
-        if checkpoint:
-            for session_id in self._dirty_sessions:
-                state = self.state(session_id)
-                if state is not None:
-                    state["included"] = offset
-                    # Frozen until the session moves again (see ``sessions``): the checkpoint's own record.
-                    sessions[session_id] = self.sessions[session_id] = orjson.dumps(state)
-            for session_id in self._dropped_sessions:
-                sessions[session_id] = None
-            self._dirty_sessions = set()
-            self._dropped_sessions = set()
+        for session_id in self._dirty_sessions:
+            state = self.state(session_id)
+            if state is not None:
+                state["included"] = offset
+                # Frozen until the session moves again (see ``sessions``): the checkpoint's own record.
+                sessions[session_id] = self.sessions[session_id] = orjson.dumps(state)
+        for session_id in self._dropped_sessions:
+            sessions[session_id] = None
+        self._dirty_sessions = set()
+        self._dropped_sessions = set()
         flush = Flush(
             partition=self.partition,
             offset=offset,
@@ -444,7 +442,6 @@ class PartitionAggregate:
             progress=self._progress,
             received_s=self._received,
             manifest=manifest,
-            checkpoint=checkpoint,
             sessions=sessions,
             watermark_ms=self.watermark_ms,
         )

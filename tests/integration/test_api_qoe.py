@@ -77,7 +77,7 @@ async def load(store: QoeStore, sessions: list[simulate.Session], now_ms: int) -
     aggregate.close_quiet(now_ms + 3_600_000, 0)  # the end of input: every session still open expires
     for key in aggregate.unbased():
         aggregate.add_base(key, None)
-    flush = aggregate.take_flush(checkpoint=True, now_ms=now_ms)
+    flush = aggregate.take_flush(now_ms=now_ms)
     await store.write_partials(
         0, [(key, aggregate_json(partial), tag) for key, (partial, tag) in flush.partials.items()]
     )

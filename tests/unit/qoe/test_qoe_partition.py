@@ -196,7 +196,7 @@ class Worker:
             for key in aggregate.unbased():
                 found = self.store.read_partial(key, p)
                 aggregate.add_base(key, None if found is None else found[0])
-        flushes = [aggregate.take_flush(checkpoint=True, now_ms=0) for aggregate in self.aggregates.values()]
+        flushes = [aggregate.take_flush(now_ms=0) for aggregate in self.aggregates.values()]
         # Serialised before anything awaits (the live partials change with the next event).
         partial_rows = [
             (flush.partition, key, orjson.dumps(partial), tag)
@@ -590,7 +590,7 @@ def test_crashes_during_a_replay(steps: list[str]) -> None:
 def flush_all(aggregate: PartitionAggregate, stored: dict[WindowKey, dict[str, Any]] | None = None) -> Flush:
     for key in aggregate.unbased():
         aggregate.add_base(key, (stored or {}).get(key))
-    return aggregate.take_flush(checkpoint=True, now_ms=0)
+    return aggregate.take_flush(now_ms=0)
 
 
 def partial_of(flush: Flush, scope: tuple[str, str], granularity: int, start: int) -> dict[str, Any]:
