@@ -270,8 +270,9 @@ def fakes(store: RecordingStore | None = None, topic: CheckpointTopic | None = N
 
 def new_worker(fake: Fakes, monkeypatch: pytest.MonkeyPatch, partitions: Iterable[int]) -> QoeWorker:
     worker = QoeWorker()
-    # QoeWorker makes its store and producer once (functools.cached_property): an instance attribute wins.
-    monkeypatch.setattr(worker, "store", fake.store, raising=False)
+    # QoeWorker makes its store once (functools.cached_property): a value in the instance's dict wins. Set there,
+    # not with setattr, whose lookup of the old value would connect to Cassandra.
+    vars(worker)["store"] = fake.store
     monkeypatch.setattr(worker, "_produce", fake.topic.produce)
     monkeypatch.setattr(telemetry, "read_checkpoints", fake.topic.read)
     worker.commit = fake.commits
