@@ -310,8 +310,8 @@ class QoeWorker:
 
     def _partials_held(self, keys: set[WindowKey]) -> dict[WindowKey, list[dict[str, Any]]]:
         """The windows whose every partial this worker knows (copies: call it with the snapshot, before any await):
-        it holds every partition, and each either has the window in memory with its stored part added, or never
-        wrote a partial of a window that late (``written_upto``). Their rows need no read; the others' read the
+        it holds every partition, and each either has the window in memory with its stored part added, or cannot
+        have one stored that it does not hold (``may_be_stored``). Their rows need no read; the others' read the
         partials of all partitions."""
         if len(self.partitions) < TELEMETRY_PARTITIONS:
             return {}
@@ -322,7 +322,7 @@ class QoeWorker:
                 slot = aggregate.windows.get(key)
                 if slot is not None and slot.based:
                     partials.append(orjson.loads(aggregate_json(slot.partial)))
-                elif key[3] <= aggregate.written_upto.get(key[2], -1):
+                elif aggregate.may_be_stored(key):
                     break  # a partial of it may be stored for this partition
             else:
                 known[key] = partials

@@ -157,9 +157,14 @@ class PartitionAggregate:
         self.resume_offset = 0
         self.checkpoint_offset = 0
         self.windows: dict[WindowKey, WindowSlot] = {}
-        # Per granularity, the latest window start of any partial ever written for this partition: a window
-        # starting later has no stored partial, so it needs no read (events mostly move forward in time).
+        # Per granularity, the latest window start of any partial ever written for this partition (checkpointed,
+        # for the next owner).
         self.written_upto: dict[int, int] = {}
+        # Per granularity, the latest window start that may have a stored partial this aggregate does not hold:
+        # what was written before the restore, and windows dropped from memory. A window starting later is in
+        # ``windows`` if this partition ever wrote it, so a new one needs no read, whatever its scope — in the
+        # current window, a video or device seen for the first time included.
+        self.stored_upto: dict[int, int] = {}
         self.counters: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
         self._deadlines: list[tuple[int, str]] = []  # heap; an entry is current when it equals the session's deadline
@@ -316,7 +321,7 @@ class PartitionAggregate:
     def _slot(self, key: WindowKey) -> WindowSlot:
         slot = self.windows.get(key)
         if slot is None:
-            slot = self.windows[key] = WindowSlot(based=key[3] > self.written_upto.get(key[2], -1))
+            slot = self.windows[key] = WindowSlot(based=not self.may_be_stored(key))
         self._dirty_windows.add(key)
         return slot
 
@@ -369,6 +374,10 @@ class PartitionAggregate:
                 self._progress[key] = (float(event["playhead_s"]), at)
 
     # --- flushes and checkpoints ------------------------------------------------------------------
+
+    def may_be_stored(self, key: WindowKey) -> bool:
+        """A partial of ``key`` for this partition may be stored without being held in ``windows``."""
+        return key[3] <= self.stored_upto.get(key[2], -1)
 
     def unbased(self) -> list[WindowKey]:
         """Changed windows whose stored partial has not been read yet (a flush adds it in first)."""
@@ -429,7 +438,7 @@ class PartitionAggregate:
             if state is not None:
                 state["included"] = offset
                 # Frozen until the session moves again (see ``sessions``): the checkpoint's own record.
-                sessions[session_id] = self.sessions[session_id] = orjson.dumps(state)
+                sessions[session_id] = self.sessions[session_id] = frozen(state)
         for session_id in self._dropped_sessions:
             sessions[session_id] = None
         self._dirty_sessions = set()
@@ -489,6 +498,7 @@ class PartitionAggregate:
                 and now_ms - slot.changed_ms > final_after_ms
             ):
                 del self.windows[key]
+                self.stored_upto[key[2]] = max(self.stored_upto.get(key[2], key[3]), key[3])
 
     # --- restore ----------------------------------------------------------------------------------
 
@@ -507,6 +517,7 @@ class PartitionAggregate:
             # The manifest is written ahead of its flush's partials: it may name later windows than the checkpoint.
             for granularity, start in ((record or {}).get("written_upto") or {}).items():
                 self.written_upto[int(granularity)] = max(self.written_upto.get(int(granularity), start), start)
+        self.stored_upto = dict(self.written_upto)
         if checkpoint is not None:
             self.resume_offset = self.next_offset = self.checkpoint_offset = int(checkpoint["offset"])
             self.watermark_ms = checkpoint.get("watermark_ms")
@@ -519,6 +530,13 @@ class PartitionAggregate:
             key=lambda c: (c[0], c[2]),
         )
         return [(str(k[0]), str(k[1]), int(k[2]), int(k[3])) for k in manifest.get("windows", [])]
+
+
+def frozen(state: SessionState) -> bytes:
+    """The state's JSON in a bytes object of its own size. orjson writes into a buffer it grows in large steps
+    and hands that allocation over as the bytes object: held for 100,000 sessions, a 1.7 KB state kept ~16 KB of
+    heap each (1 GiB of RSS); the copy keeps what the JSON needs."""
+    return bytes(memoryview(orjson.dumps(state)))
 
 
 def checkpoint_from_records(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import random
+import tracemalloc
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -683,3 +684,54 @@ def test_drop_idle_forgets_closed_sessions_with_a_tombstone_in_the_next_checkpoi
     assert log.latest[0][SESSION_PREFIX + SID.encode()] is None  # the tombstone
     sessions, _, _ = log.read(0)
     assert set(sessions) == {"sess-2"}
+
+
+def test_a_scope_first_seen_in_a_window_written_since_the_take_up_needs_no_read() -> None:
+    """Partials this partition wrote since it was taken up are held in memory until dropped, so a video first
+    seen in the current window (after a flush of that window) has no stored partial to read; one restored from a
+    checkpoint or dropped from memory may have."""
+    aggregate = PartitionAggregate(0)
+    first = numbered(("PLAY_REQUESTED", 0, r720()))
+    aggregate.apply(0, first[0])
+    flush_all(aggregate)
+    other = numbered(("PLAY_REQUESTED", 2000, {**r720(), "session_id": "sess-2", "video_id": "video-b"}))
+    aggregate.apply(1, other[0])
+    assert aggregate.unbased() == []
+    flushed = flush_all(aggregate)
+    assert ("video", "video-b", 10, T0) in flushed.partials
+
+    # The same window after a restore from that checkpoint: what the previous owner wrote may be stored.
+    restored = PartitionAggregate(0)
+    restored.restore({}, orjson.loads(orjson.dumps(checkpoint_record(flushed))), None)
+    late = numbered(("PLAY_REQUESTED", 3000, {**r720(), "session_id": "sess-3", "video_id": "video-c"}))
+    restored.apply(2, late[0])
+    assert ("video", "video-c", 10, T0) in restored.unbased()
+
+    # Dropped from memory once final and unchanged: read again if it changes later.
+    key = ("video", "video-b", 10, T0)
+    aggregate.windows[key].final_written = True
+    aggregate.checkpointed(flushed.offset)
+    aggregate.drop_idle(now_ms=10**15, final_after_ms=0)
+    assert key not in aggregate.windows and aggregate.may_be_stored(key)
+
+
+def test_a_frozen_session_state_holds_only_its_json() -> None:
+    """A session state kept between flushes costs the size of its JSON, not the buffer the encoder grew."""
+    aggregate = PartitionAggregate(0)
+    events = numbered(("PLAY_REQUESTED", 0, r720()), ("FIRST_FRAME", 1000), ("HEARTBEAT", 5000, {"playhead_s": 4.0}))
+    for offset, event in enumerate(events):
+        aggregate.apply(offset, event)
+    flush_all(aggregate)
+    frozen_state = aggregate.sessions[SID]
+    assert isinstance(frozen_state, bytes)
+    tracemalloc.start()
+    try:
+        aggregate.apply(3, numbered(*[("HEARTBEAT", 5000 * n, {"playhead_s": 4.0 * n}) for n in range(1, 3)])[1])
+        assert isinstance(aggregate.sessions[SID], dict)  # thawed while it moves
+        flush_all(aggregate)
+        copy = aggregate.sessions[SID]
+        assert isinstance(copy, bytes) and len(copy) >= len(frozen_state)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * len(copy) + 4096, (held, len(copy))
