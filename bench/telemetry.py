@@ -120,11 +120,14 @@ async def play(
     )
     devices = {session.session_id: session.device_class for session in sessions}
     for session in sessions:
+        # Each player beacons on its own clock, from when it started: an audience is not synchronised (beacons
+        # at the same second from every player would be a burst every beacon_every_s seconds instead of a load).
+        phase_s = (to_ms(session.events[0]["client_ts"]) - t0_ms) // 1000 % beacon_every_s
         for event in session:
             if event["source"] != "SDK":
                 continue  # the simulator's CMCD request records are not SDK beacon events
             offset_s = (to_ms(event["client_ts"]) - t0_ms) // 1000
-            offset_s += beacon_every_s - 1 - offset_s % beacon_every_s  # sent at the end of its batch
+            offset_s += beacon_every_s - 1 - (offset_s - phase_s) % beacon_every_s  # sent at the end of its batch
             if offset_s < duration_s:
                 batches[offset_s][session.session_id][event.get("video_id")].append(beacon_event(event))
     accepted = posted = 0

@@ -217,11 +217,22 @@ class QoeWorker:
             snapshot_s = time.monotonic() - began
             await until_applied(functools.partial(self._write_ahead, flushes), "QoE flush manifests", kind="kafka")
             manifest_s = time.monotonic() - began
-            await until_applied(
-                functools.partial(self._write_rows, flushes, partial_rows), "QoE partials, views and progress"
+            # The rows of the windows whose partials are all in memory go out with the partials: they need no
+            # read, and a crash between the two writes is replayed to the same rows. The others are read from the
+            # stored partials, this partition's new ones included, so they wait for them.
+            await asyncio.gather(
+                until_applied(
+                    functools.partial(self._write_rows, flushes, partial_rows), "QoE partials, views and progress"
+                ),
+                until_applied(
+                    functools.partial(self._write_windows, set(known), known, now_ms), "QoE window rows (in memory)"
+                ),
             )
             rows_s = time.monotonic() - began
-            await until_applied(functools.partial(self._write_windows, windows, known, now_ms), "QoE window rows")
+            if windows - set(known):
+                await until_applied(
+                    functools.partial(self._write_windows, windows - set(known), {}, now_ms), "QoE window rows"
+                )
             readable = time.time()  # the views and window rows of these events can be read from here on
             windows_s = time.monotonic() - began
             for key in windows:
@@ -331,6 +342,8 @@ class QoeWorker:
     async def _write_windows(
         self, keys: set[WindowKey], known: dict[WindowKey, list[dict[str, Any]]], now_ms: int
     ) -> None:
+        if not keys:
+            return
         known_at = now_us()  # ``known`` is this flush's snapshot, taken before now
         partials = {key: (held, known_at) for key, held in known.items()}
         partials |= await self.store.read_window_partials(keys - set(known))
