@@ -48,7 +48,8 @@ bench: services ## the benchmarks: transcoding pipeline vs bare ffmpeg, and the 
 	@$(PY) -m bench.transcode
 	@$(PY) bench/transcode_fanout.py
 
-lint: bootstrap ## ruff (lint + format check) and mypy
+lint: bootstrap ## ruff (lint + format check), mypy and the import layering (import-linter, pyproject.toml)
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy common infra sinks producers processors api
+	@.venv/bin/lint-imports --no-cache --no-logo
 
 .PHONY: help bootstrap up services services-down status down reset demo test lint bench

@@ -1,4 +1,11 @@
-"""Who may see, play and change a video, and the signed playback tokens of private videos.
+"""Who a request is, who may see, play and change a video, and the signed playback tokens of private videos.
+
+Handlers ask for the caller with three functions:
+
+* ``optional_principal(request)`` — the ``Principal`` of a valid ``Authorization: Bearer <access token>``, None
+  without the header; a header that is there but does not check out is a 401 (never silently anonymous);
+* ``require_principal(request)`` — the same, 401 without the header;
+* ``require_role(request, role)`` — 403 unless the caller has ``role`` (``admin`` has every role).
 
 The rules (issue 5, "Authorization on every object"):
 
@@ -28,16 +35,64 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from api.auth import Principal, optional_principal
-from api.errors import Forbidden, NotFound
-from api.keys import auth_key, catalog_key
-from api.tokens import ALGORITHM, LEEWAY_S
+from api.errors import Forbidden, NotFound, Unauthorized
+from api.http import video_id_of
+from api.keys import auth_key, catalog_key, principal_key
+from api.tokens import ALGORITHM, LEEWAY_S, InvalidToken, Principal
 
 PLAYBACK_AUDIENCE = "vidplat-playback"
 # However long the film, a playback token never outlives this.
 PLAYBACK_TTL_MAX_S = 12 * 3600
+
+
+# --- who is asking ----------------------------------------------------------------------------------
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected Authorization: Bearer <access token>")
+    return token.strip()
+
+
+def optional_principal(request: web.Request) -> Principal | None:
+    """The caller, or None without an Authorization header; a bad token is a 401."""
+    cached = request.get(principal_key)
+    if cached is not None:
+        return cached
+    token = _bearer(request)
+    if token is None:
+        return None
+    try:
+        principal = request.app[auth_key].tokens.verify_access(token)
+    except InvalidToken as exc:
+        raise Unauthorized(str(exc)) from None
+    request[principal_key] = principal
+    return principal
+
+
+def require_principal(request: web.Request) -> Principal:
+    """The caller; 401 without valid credentials."""
+    principal = optional_principal(request)
+    if principal is None:
+        raise Unauthorized("sign in: this needs an access token")
+    return principal
+
+
+def require_role(request: web.Request, role: str) -> Principal:
+    """The caller, who must have ``role`` (admins have every role); 401 without credentials, 403 without it."""
+    principal = require_principal(request)
+    if not principal.has_role(role):
+        raise Forbidden(f"this needs the {role} role", {"role": role})
+    return principal
+
+
+# --- videos -----------------------------------------------------------------------------------------
 
 
 def is_gone(video: Any) -> bool:
@@ -65,6 +120,13 @@ async def viewable_video(request: web.Request, video_id: str) -> Any:
     if is_gone(video) or not can_view(video, optional_principal(request)):
         raise NotFound("video not found")
     return video
+
+
+async def readable_video(request: web.Request) -> tuple[str, Any]:
+    """The ``{video_id}`` of the path and its row, if the caller may see it; 404 otherwise, a private video's
+    existence included."""
+    video_id = video_id_of(request)
+    return video_id, await viewable_video(request, video_id)
 
 
 async def owned_video(request: web.Request, video_id: str, principal: Principal, *, deleted_ok: bool = False) -> Any:

@@ -1,7 +1,10 @@
-"""The aiohttp application: uploads, video metadata and playback (DESIGN.md, "The VOD path").
+"""The aiohttp application: uploads, video metadata and playback (DESIGN.md, "The VOD path"), accounts,
+engagement, discovery, the telemetry collectors and the QoE reads.
 
-``init_app(settings)`` builds it; its resources (the Kafka event publisher, the Cassandra session with the
-Catalog and the QoeStore, the S3 client) are ``cleanup_ctx`` generators, opened on startup and closed on shutdown.
+``init_app(settings)`` builds it: the middlewares, the per-process state (api/state.py, the OpenAPI document) and
+every route (api/routes.py). Its resources (the Kafka event publisher; the Cassandra session with the Catalog, the
+QoeStore, the EngagementStore, the accounts and the Discovery reads; the S3 client) are ``cleanup_ctx``
+generators, opened on startup and closed on shutdown.
 
 Run it with ``python -m api``: it listens on API_HOST:API_PORT (127.0.0.1:8080) and serves
 Prometheus metrics on METRICS_PORT (9400). With API_PROCESSES above 1 it binds the port with SO_REUSEPORT, so
@@ -22,18 +25,24 @@ from aiohttp.log import access_logger
 from api.auth import auth_ctx
 from api.cmcd import drain_harvest_ctx, harvest_cmcd
 from api.config import ApiConfig
+from api.discovery import discovery_ctx
 from api.errors import error_middleware
 from api.keys import (
     catalog_key,
+    collector_key,
     config_key,
     engagement_store_key,
     events_key,
+    limits_key,
+    openapi_body_key,
     qoe_store_key,
     settings_key,
     store_key,
 )
 from api.middlewares import add_cors_headers, cors_preflight_middleware, metrics_middleware
+from api.openapi import document_body
 from api.routes import setup_routes
+from api.state import CollectorState, SessionLimits
 from api.storage import ObjectStore
 from common.cassandra import cassandra_session
 from common.metrics import serve_metrics
@@ -77,8 +86,12 @@ async def init_app(settings: Settings | None = None, config: ApiConfig | None = 
     app = web.Application(middlewares=[metrics_middleware, cors_preflight_middleware, error_middleware, harvest_cmcd])
     app[settings_key] = settings or load_settings()
     app[config_key] = config or ApiConfig()
+    app[limits_key] = SessionLimits()
+    app[collector_key] = CollectorState()
+    app[openapi_body_key] = document_body()  # read now: a broken document fails the start, not a request
     app.cleanup_ctx.extend([storage_ctx, catalog_ctx, events_ctx, drain_harvest_ctx])
-    app.cleanup_ctx.append(auth_ctx)  # after catalog_ctx: the accounts store shares its Cassandra session
+    # After catalog_ctx: the accounts store and the Discovery reads share its Cassandra session.
+    app.cleanup_ctx.extend([auth_ctx, discovery_ctx])
     app.on_response_prepare.append(add_cors_headers)
     setup_routes(app)
     return app

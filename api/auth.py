@@ -1,11 +1,7 @@
-"""Accounts and authentication: sign-up, login, refresh, profiles, and who a request is (``Principal``).
+"""Accounts and authentication: sign-up, login, refresh, logout and profiles.
 
-Handlers elsewhere ask for the caller with three functions:
-
-* ``optional_principal(request)`` — the ``Principal`` of a valid ``Authorization: Bearer <access token>``, None
-  without the header; a header that is there but does not check out is a 401 (never silently anonymous);
-* ``require_principal(request)`` — the same, 401 without the header;
-* ``require_role(request, role)`` — 403 unless the caller has ``role`` (``admin`` has every role).
+Who a request is (``Principal``, from its access token) is api/access.py's: ``optional_principal``,
+``require_principal`` and ``require_role``.
 
 Endpoints (JSON bodies; every token answer is ``{access_token, token_type: "Bearer", expires_in, refresh_token,
 account_id, profile_id, roles}``):
@@ -48,14 +44,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import argon2
-from aiohttp import hdrs, web
+from aiohttp import web
 
-from api.errors import Conflict, Forbidden, InvalidRequest, NotFound, TooManyRequests, Unauthorized
-from api.keys import accounts_key, auth_key, catalog_key, principal_key, settings_key
-from api.tokens import AuthService, InvalidToken, Principal, SlidingWindow, TokenService, load_secret, password_hasher
+from api.access import require_principal
+from api.errors import Conflict, InvalidRequest, NotFound, TooManyRequests, Unauthorized
+from api.http import iso, read_json_object
+from api.keys import accounts_key, auth_key, catalog_key, settings_key
+from api.state import SlidingWindow
+from api.tokens import AuthService, Principal, TokenService, load_secret, password_hasher
 from sinks.accounts import Accounts, Profile, RefreshToken
-
-__all__ = ["Principal", "optional_principal", "require_principal", "require_role", "setup_auth", "auth_ctx"]
 
 log = logging.getLogger(__name__)
 
@@ -74,51 +71,6 @@ LOGIN_WINDOW_S = 15 * 60
 LOGIN_FAILURES_PER_EMAIL = 10
 LOGIN_FAILURES_PER_CLIENT = 100
 SIGNUPS_PER_CLIENT = 100
-
-
-# --- who is asking ----------------------------------------------------------------------------------
-
-
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get(hdrs.AUTHORIZATION)
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("expected Authorization: Bearer <access token>")
-    return token.strip()
-
-
-def optional_principal(request: web.Request) -> Principal | None:
-    """The caller, or None without an Authorization header; a bad token is a 401."""
-    cached = request.get(principal_key)
-    if cached is not None:
-        return cached
-    token = _bearer(request)
-    if token is None:
-        return None
-    try:
-        principal = request.app[auth_key].tokens.verify_access(token)
-    except InvalidToken as exc:
-        raise Unauthorized(str(exc)) from None
-    request[principal_key] = principal
-    return principal
-
-
-def require_principal(request: web.Request) -> Principal:
-    """The caller; 401 without valid credentials."""
-    principal = optional_principal(request)
-    if principal is None:
-        raise Unauthorized("sign in: this needs an access token")
-    return principal
-
-
-def require_role(request: web.Request, role: str) -> Principal:
-    """The caller, who must have ``role`` (admins have every role); 401 without credentials, 403 without it."""
-    principal = require_principal(request)
-    if not principal.has_role(role):
-        raise Forbidden(f"this needs the {role} role", {"role": role})
-    return principal
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -144,16 +96,8 @@ def _client_of(request: web.Request) -> str:
 
 
 async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    try:
-        body = await request.json() if request.body_exists else {}
-    except ValueError:
-        raise InvalidRequest("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(detail={name: "is not a known field" for name in unknown})
-    return body
+    # Unlike the other handlers' 400s, auth's leave out the JSON parser's message, as they always have.
+    return await read_json_object(request, allowed, parse_detail=False)
 
 
 def _string(body: dict[str, Any], name: str, *, required: bool = True, max_len: int = 256) -> str | None:
@@ -362,12 +306,11 @@ async def profile_token(request: web.Request) -> web.Response:
 
 
 def _profile_json(profile: Profile, default_id: str | None) -> dict[str, Any]:
-    created = profile.created_at.isoformat().replace("+00:00", "Z") if profile.created_at else None
     return {
         "profile_id": profile.profile_id,
         "name": profile.name,
         "default": profile.profile_id == default_id,
-        "created_at": created,
+        "created_at": iso(profile.created_at),
     }
 
 
@@ -426,17 +369,3 @@ async def delete_profile(request: web.Request) -> web.Response:
         raise Conflict("the default profile cannot be removed")
     await accounts.delete_profile(principal.account_id, profile_id)
     return web.Response(status=204)
-
-
-def setup_auth(app: web.Application) -> None:
-    router = app.router
-    router.add_post("/api/v1/auth/signup", sign_up, name="auth_signup")
-    router.add_post("/api/v1/auth/login", log_in, name="auth_login")
-    router.add_post("/api/v1/auth/refresh", refresh, name="auth_refresh")
-    router.add_post("/api/v1/auth/logout", log_out, name="auth_logout")
-    router.add_post("/api/v1/auth/logout-all", log_out_everywhere, name="auth_logout_all")
-    router.add_post("/api/v1/auth/token", profile_token, name="auth_profile_token")
-    router.add_get("/api/v1/me", me, name="me")
-    router.add_get("/api/v1/profiles", list_profiles, name="profiles")
-    router.add_post("/api/v1/profiles", create_profile, name="profile_create")
-    router.add_delete("/api/v1/profiles/{profile_id}", delete_profile, name="profile")

@@ -5,11 +5,11 @@ CMCD session id (``sid``), beside our SDK's beacons (api/telemetry.py).
 * ``POST /api/v1/cmcd`` — CMCD v2 event mode: the body holds one RFC 8941 dictionary per line
   (``application/cmcd``, or ``text/plain`` so ``navigator.sendBeacon`` needs no preflight), each a report
   with ``e``, ``sid``, ``sn`` and ``ts``; a report without a body may also come as a ``CMCD=`` query argument.
-  Every report must carry ``sid``; a batch may mix sessions. Same rules as the SDK's beacons: 64 KB cap, a 400
-  naming what is wrong, 429 per session, dedupe on (sid, sn), 202 only once Kafka acknowledged every event,
-  503 when it did not. The player state of each session's last ``ps`` report is remembered (bounded, per API
-  process) so a later ``sta=p`` is named FIRST_FRAME / STALL_END / …; when it is not known the event still
-  says "playing" (``sta=p``), which the QoE state machine reads the same way.
+  Every report must carry ``sid``; a batch may mix sessions. Same rules as the SDK's beacons (api/collector.py):
+  64 KB cap, a 400 naming what is wrong, 429 per session, dedupe on (sid, sn), 202 only once Kafka acknowledged
+  every event, 503 when it did not. The player state of each session's last ``ps`` report is remembered
+  (bounded, per API process) so a later ``sta=p`` is named FIRST_FRAME / STALL_END / …; when it is not known the
+  event still says "playing" (``sta=p``), which the QoE state machine reads the same way.
 * CMCD v1 request mode — hls.js, dash.js and Shaka send it on every manifest and segment request, as a
   ``CMCD=`` query argument or in ``CMCD-Object/Request/Session/Status`` headers. ``harvest_cmcd`` (a
   middleware on the GET/HEAD routes of a video) parses it, serves the request as usual, and publishes a
@@ -28,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -37,14 +35,14 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from api.collector import EVENTS, MAX_EVENTS_PER_BATCH, accepted_response, check_rate, publish_events, read_body
 from api.errors import InvalidRequest
-from api.telemetry import EVENTS, MAX_EVENTS_PER_BATCH, accepted_response, check_rate, publish_events, read_body
+from api.keys import collector_key
 from common.qoe import cmcd
 
 log = logging.getLogger(__name__)
 
 EVENT_REPORT_TYPES = ("application/cmcd", "text/plain")
-STATE_MEMORY = 100_000
 HARVEST_DRAIN_S = 10.0
 
 # Coarse device classes from a User-Agent, most specific first. A CMCD-only player tells us nothing else
@@ -65,31 +63,6 @@ def device_class_of(user_agent: str | None) -> str | None:
         if pattern.search(user_agent):
             return name
     return "other"
-
-
-class CollectorState:
-    """Per API process: the last CMCD v2 play state of each session, and the v1 request counter."""
-
-    def __init__(self) -> None:
-        self.play_state: OrderedDict[str, str] = OrderedDict()
-        self._last_v1 = 0
-        self.pending: set[asyncio.Task[None]] = set()
-        self.harvested = 0  # requests whose CMCD data went to be published
-
-    def next_v1_seq(self) -> int:
-        self._last_v1 = max(self._last_v1 + 1, time.time_ns() // 1000)
-        return self._last_v1
-
-    def remember(self, session_id: str, sta: str | None) -> None:
-        if sta is None:
-            return
-        self.play_state.pop(session_id, None)
-        self.play_state[session_id] = sta
-        while len(self.play_state) > STATE_MEMORY:
-            self.play_state.popitem(last=False)
-
-
-collector_key = web.AppKey("cmcd_collector", CollectorState)
 
 
 def _reports_of(request: web.Request, body: bytes) -> list[dict[str, Any]]:
@@ -219,8 +192,3 @@ async def drain_harvest_ctx(app: web.Application) -> AsyncIterator[None]:
     pending = list(app[collector_key].pending)
     if pending:
         await asyncio.wait(pending, timeout=HARVEST_DRAIN_S)
-
-
-def setup_cmcd(app: web.Application) -> None:
-    app[collector_key] = CollectorState()
-    app.router.add_post("/api/v1/cmcd", collect_event_reports, name="cmcd_reports")

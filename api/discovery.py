@@ -10,7 +10,7 @@
 Lists show only public videos that are ``ready`` or ``playable``; a creator's own list, asked for by the creator
 signed in, also shows their unlisted and private ones. Search ranks exact title matches first (see
 ``sinks.discovery.search_rank``). ``cursor`` is opaque: pass the ``next_cursor`` of the previous page.
-Wired by ``setup_discovery(app)`` from api/routes.py; the Discovery reads share the Catalog's Cassandra session.
+Routed in api/routes.py; the Discovery reads (``discovery_ctx``) share the Catalog's Cassandra session.
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from api.access import viewable_video
-from api.auth import optional_principal
+from api.access import optional_principal, viewable_video
 from api.errors import InvalidRequest
+from api.http import iso, parse_instant, playback_urls
 from api.keys import catalog_key, discovery_key
-from api.qoe import parse_instant
-from api.videos import iso, playback_urls
 from sinks.discovery import (
     Discovery,
     SearchFilters,
@@ -306,14 +304,3 @@ async def discovery_ctx(app: web.Application) -> AsyncIterator[None]:
     # After catalog_ctx (cleanup contexts run in order): the Catalog's session is open by now.
     app[discovery_key] = await asyncio.to_thread(Discovery, app[catalog_key].session)
     yield
-
-
-def setup_discovery(app: web.Application) -> None:
-    app.cleanup_ctx.append(discovery_ctx)
-    router = app.router
-    router.add_get("/api/v1/videos", list_videos, name="video_list")
-    router.add_get("/api/v1/creators/{creator_id}/videos", creator_videos, name="creator_videos")
-    router.add_get("/api/v1/search", search, name="search")
-    router.add_get("/api/v1/recommendations/trending", trending_videos, name="trending")
-    router.add_get("/api/v1/recommendations/for-you", videos_for_you, name="for_you")
-    router.add_get("/api/v1/videos/{video_id}/related", related_videos, name="related")

@@ -44,12 +44,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from api.access import can_view, is_gone, viewable_video
-from api.auth import Principal, optional_principal, require_principal
+from api.access import can_view, is_gone, optional_principal, readable_video, require_principal
 from api.errors import Forbidden, InvalidRequest, NotFound
+from api.http import iso, now_ms, read_json_object
 from api.keys import catalog_key, engagement_store_key, events_key, qoe_store_key, settings_key
-from api.tokens import load_secret
-from api.videos import iso, now_ms, video_id_of
+from api.tokens import Principal, load_secret
 from common.settings import AuthSettings
 from producers.engagement_events import EngagementEvents, RatingValue
 from sinks.engagement import Comment, CommentSort
@@ -74,26 +73,9 @@ def events(request: web.Request) -> EngagementEvents:
     return EngagementEvents(request.app[events_key], request.app[settings_key])
 
 
-async def readable_video(request: web.Request) -> tuple[str, Any]:
-    """The video of the path if the caller may see it (api/access.py's rules); 404 otherwise, a private
-    video's existence included."""
-    video_id = video_id_of(request)
-    return video_id, await viewable_video(request, video_id)
-
-
 async def json_body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    if not request.body_exists:
-        raise InvalidRequest("the body must be a JSON object")
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise InvalidRequest("the body is not valid JSON", str(exc)) from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest("invalid request", {name: "unknown field" for name in unknown})
-    return body
+    """Every engagement write sends a JSON object (an empty body is a 400)."""
+    return await read_json_object(request, allowed, required=True, unknown_field="unknown field")
 
 
 def comment_text(body: dict[str, Any]) -> str:
@@ -451,21 +433,3 @@ async def continue_watching(request: web.Request) -> web.Response:
         if entry is not None and not entry["finished"]:
             found.append(entry)
     return web.json_response({"viewer_id": principal.viewer_id, "continue_watching": found})
-
-
-def setup_engagement(app: web.Application) -> None:
-    """Register before the playback routes: ``/videos/{id}/comments/{comment_id}`` also fits ``{rendition}/{file}``."""
-    router = app.router
-    video = "/api/v1/videos/{video_id}"
-    router.add_post(video + "/comments", post_comment, name="video_comments_post")
-    router.add_get(video + "/comments", list_comments, name="video_comments")
-    router.add_delete(video + "/comments/{comment_id}", delete_comment, name="video_comment")
-    router.add_post(video + "/comments/{comment_id}/replies", post_reply, name="video_comment_replies_post")
-    router.add_get(video + "/comments/{comment_id}/replies", list_replies, name="video_comment_replies")
-    router.add_put(video + "/rating", put_rating, name="video_rating_put")
-    router.add_delete(video + "/rating", delete_rating, name="video_rating")
-    router.add_get(video + "/engagement", engagement_totals, name="video_engagement")
-    router.add_put("/api/v1/me/progress/{video_id}", put_progress, name="my_progress_put")
-    router.add_get("/api/v1/me/progress/{video_id}", get_progress, name="my_progress")
-    router.add_get("/api/v1/me/history", history, name="my_history")
-    router.add_get("/api/v1/me/continue-watching", continue_watching, name="my_continue_watching")

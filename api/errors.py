@@ -8,6 +8,7 @@ own HTTP exceptions (unknown route, wrong method) get the same JSON shape.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -95,11 +96,18 @@ class RangeNotSatisfiable(ApiError):
 
 
 class TooManyRequests(ApiError):
+    """Too many tries lately (logins, sign-ups, a session's beacons): wait ``retry_after_s`` seconds."""
+
     status = 429
     error = "too many requests"
 
-    def __init__(self, retry_after_s: int, error: str | None = None):
-        super().__init__(error, {"retry_after_s": retry_after_s}, headers={"Retry-After": str(retry_after_s)})
+    def __init__(self, retry_after_s: float, error: str | None = None):
+        # Retry-After takes whole seconds: rounded up, so a client that obeys it is never early.
+        super().__init__(
+            error,
+            {"retry_after_s": round(retry_after_s, 1)},
+            headers={"Retry-After": str(math.ceil(retry_after_s))},
+        )
 
 
 class Unavailable(ApiError):

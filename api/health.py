@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.keys import catalog_key
-from sinks.catalog import run
+from common.cassandra import run
 
 
 async def health(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.config import ApiConfig
+from api.state import CollectorState, SessionLimits
 from api.storage import ObjectStore
 from api.tokens import AuthService, Principal
 from common.settings import Settings
@@ -25,8 +26,12 @@ engagement_store_key = web.AppKey("engagement_store", EngagementStore)
 store_key = web.AppKey("store", ObjectStore)
 auth_key = web.AppKey("auth", AuthService)
 accounts_key = web.AppKey("accounts", Accounts)
+# Per-process state of the collectors (api/state.py) and the served OpenAPI document (api/openapi.py).
+limits_key = web.AppKey("telemetry_limits", SessionLimits)
+collector_key = web.AppKey("cmcd_collector", CollectorState)
+openapi_body_key = web.AppKey("openapi_body", bytes)
 
 # Set once a streamed response has sent its headers: an error after that cannot become an error response.
 response_started_key = web.RequestKey("response_started", bool)
-# The caller of a request, once its access token was checked (api/auth.py caches it here).
+# The caller of a request, once its access token was checked (api/access.py caches it here).
 principal_key = web.RequestKey("principal", Principal)

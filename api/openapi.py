@@ -1,7 +1,8 @@
 """``GET /api/v1/openapi.json``: the OpenAPI 3.1 document of this API (``api/openapi.yaml``).
 
-The YAML is read once, when the application is built, and served as JSON from then on; a broken document
-fails the start, not a request. ``tests/unit/test_openapi.py`` keeps it equal to the routes and valid.
+The YAML is read once, when the application is built (``init_app`` stores ``document_body()``), and served as JSON
+from then on; a broken document fails the start, not a request. ``tests/unit/test_openapi.py`` keeps it equal to
+the routes and valid.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-DOCUMENT_PATH = Path(__file__).with_name("openapi.yaml")
+from api.keys import openapi_body_key
 
-openapi_body_key = web.AppKey("openapi_body", bytes)
+DOCUMENT_PATH = Path(__file__).with_name("openapi.yaml")
 
 
 def load_document(path: Path = DOCUMENT_PATH) -> dict[str, Any]:
@@ -26,14 +27,14 @@ def load_document(path: Path = DOCUMENT_PATH) -> dict[str, Any]:
     return document
 
 
+def document_body(path: Path = DOCUMENT_PATH) -> bytes:
+    """The document as the JSON bytes ``openapi_json`` serves."""
+    return json.dumps(load_document(path), ensure_ascii=False).encode()
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(
         body=request.app[openapi_body_key],
         content_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )
-
-
-def setup_openapi(app: web.Application) -> None:
-    app[openapi_body_key] = json.dumps(load_document(), ensure_ascii=False).encode()
-    app.router.add_get("/api/v1/openapi.json", openapi_json, name="openapi")

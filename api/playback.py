@@ -30,12 +30,11 @@ from typing import Literal
 from aiohttp import hdrs, web
 from minio.error import S3Error
 
-from api.access import can_view, check_playback_token, is_gone
-from api.auth import optional_principal
+from api.access import can_view, check_playback_token, is_gone, optional_principal
 from api.errors import NotFound, RangeNotSatisfiable
+from api.http import video_id_of
 from api.keys import catalog_key, response_started_key, settings_key, store_key
 from api.storage import ObjectChanged, ObjectInfo, is_missing
-from api.videos import video_id_of
 
 HLS = "application/vnd.apple.mpegurl"
 DASH = "application/dash+xml"

@@ -26,7 +26,6 @@ that the table does not store). Metric definitions: shared/QOE.md; tables: docs/
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -34,11 +33,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from api.access import owned_video
-from api.auth import require_principal, require_role
+from api.access import owned_video, require_principal, require_role
 from api.errors import Forbidden, InvalidRequest, NotFound
+from api.http import iso, parse_instant
 from api.keys import catalog_key, qoe_store_key
-from api.videos import iso
 from common.qoe.views import from_ms
 from common.qoe.windows import GLOBAL, GRANULARITIES_S, Scope
 from sinks.qoe import WINDOW_COLUMNS, QoeStore
@@ -50,10 +48,9 @@ DEFAULT_GRANULARITY_S: Final = 60
 DEVICE_CLASSES: Final = ("desktop", "mobile", "tablet", "tv", "console", "other", "unknown")
 LIVE_GRANULARITY_S: Final = 10
 LIVE_LOOKBACK: Final = timedelta(minutes=1)
-# sinks.catalog.run returns the first page of a result only (the driver's 5000 rows): long ranges of short
+# common.cassandra.run returns the first page of a result only (the driver's 5000 rows): long ranges of short
 # windows are read in slices of at most this many windows, so no read can be cut short.
 MAX_WINDOWS_PER_READ: Final = 4000
-EPOCH_MS_MAX: Final = 2**45
 
 # Integer columns of qoe_windows that add up across windows (the inputs of every recombined ratio).
 SUMMED: Final = (
@@ -88,23 +85,7 @@ TOTALS_NOTES: Final = {
     "vst_mean_ms": "Σ(window mean x window count) ÷ Σ count; each window's startup-time sum is whole ms",
 }
 
-# "+" in a query string decodes to a space: "...T10:00:00 02:00" was "...T10:00:00+02:00".
-_LOST_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
-
-
 # --- parameters -------------------------------------------------------------------------------------------
-
-
-def parse_instant(text: str) -> datetime:
-    """An ISO-8601 instant (naive = UTC) or epoch milliseconds; ValueError otherwise."""
-    text = text.strip()
-    if re.fullmatch(r"\d+", text):
-        ms = int(text)
-        if ms >= EPOCH_MS_MAX:
-            raise ValueError("epoch milliseconds out of range")
-        return from_ms(ms)
-    value = datetime.fromisoformat(_LOST_PLUS.sub(r"\1+\2", text))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def parse_range(query: Mapping[str, str], now: datetime | None = None) -> tuple[datetime, datetime, int]:
@@ -323,14 +304,3 @@ async def viewer_progress(request: web.Request) -> web.Response:
     rows = sorted(rows, key=lambda r: (r.updated_at is not None, r.updated_at or datetime.min), reverse=True)
     progress = [{"video_id": r.video_id, "position_s": r.position_s, "updated_at": iso(r.updated_at)} for r in rows]
     return web.json_response({"viewer_id": viewer_id, "progress": progress})
-
-
-def setup_qoe(app: web.Application) -> None:
-    """Register before the playback routes: ``/videos/{id}/viewers/live`` also fits ``{rendition}/{file}``."""
-    router = app.router
-    router.add_get("/api/v1/videos/{video_id}/qoe", video_qoe, name="video_qoe")
-    router.add_get("/api/v1/videos/{video_id}/viewers/live", live_viewers, name="video_live_viewers")
-    router.add_get("/api/v1/videos/{video_id}/views", video_views, name="video_views")
-    router.add_get("/api/v1/qoe/overview", overview, name="qoe_overview")
-    router.add_get("/api/v1/qoe/views/{view_id:.+}", view, name="qoe_view")
-    router.add_get("/api/v1/viewers/{viewer_id}/progress", viewer_progress, name="viewer_progress")

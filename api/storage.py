@@ -39,6 +39,11 @@ MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound", "NoS
 DOWNLOAD_CHUNK = 256 * 1024
 
 
+def source_key(video_id: str) -> str:
+    """Where a video's original lives in the uploads bucket: written by an upload, removed by a delete."""
+    return f"sources/{video_id}"
+
+
 def is_missing(exc: S3Error) -> bool:
     """Whether an S3 error means "no such object/upload" rather than a failure."""
     return exc.code in MISSING_CODES or (exc.response is not None and exc.response.status == 404)

@@ -13,33 +13,23 @@
   silently, the player's SDK retries.
 
 CMCD reports (v2 event mode at `POST /api/v1/cmcd`, v1 harvested from playback requests) are parsed by
-common/qoe/cmcd.py and enter the same path.
+common/qoe/cmcd.py and enter the same path (api/cmcd.py); the rules both collectors keep are api/collector.py's.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import Counter, Histogram
 
-from api.auth import optional_principal
-from api.errors import ApiError, Forbidden, InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
-from api.keys import events_key, settings_key
-from producers.video_events import BatchPublishError, PublishError
+from api.access import optional_principal
+from api.collector import EVENTS, MAX_EVENTS_PER_BATCH, accepted_response, check_rate, publish_events, read_body
+from api.errors import Forbidden, InvalidRequest
 
-MAX_BODY_BYTES = 64 * 1024
-MAX_EVENTS_PER_BATCH = 500
-# A player sends a beacon every few seconds; 20 batches per 10 s per session leaves room for bursts.
-RATE_LIMIT_BATCHES = 20
-RATE_LIMIT_WINDOW_S = 10.0
-SEEN_CAPACITY = 200_000
 ACCEPTED_TYPES = ("application/json", "text/plain")
 
 EVENT_TYPES = {
@@ -72,55 +62,6 @@ EVENT_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "fatal": (bool, "fatal"),
     "bytes": (int, "bytes"),
 }
-
-EVENTS = Counter("telemetry_events_total", "Telemetry events by outcome", ["outcome", "source"])
-PRODUCE_SECONDS = Histogram(
-    "telemetry_produce_seconds",
-    "Time for Kafka to acknowledge one beacon's events",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
-
-
-class TooManyRequests(ApiError):
-    status = 429
-    error = "too many requests"
-
-
-class SessionLimits:
-    """Per-session sliding-window rate limit and (session_id, seq) dedupe, bounded in memory."""
-
-    def __init__(self) -> None:
-        self._batches: OrderedDict[str, list[float]] = OrderedDict()
-        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
-
-    def allow(self, session_id: str, now: float) -> float | None:
-        """None when allowed, else seconds to wait."""
-        recent = [t for t in self._batches.pop(session_id, []) if now - t < RATE_LIMIT_WINDOW_S]
-        if len(recent) >= RATE_LIMIT_BATCHES:
-            self._batches[session_id] = recent
-            return RATE_LIMIT_WINDOW_S - (now - recent[0])
-        recent.append(now)
-        self._batches[session_id] = recent
-        while len(self._batches) > SEEN_CAPACITY:
-            self._batches.popitem(last=False)
-        return None
-
-    def first_time(self, session_id: str, source: str, seq: int) -> bool:
-        # Each source numbers its own events (our SDK's counter, CMCD v2 sn, the collector's v1 numbers).
-        key = (session_id, source, seq)
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        while len(self._seen) > SEEN_CAPACITY:
-            self._seen.popitem(last=False)
-        return True
-
-    def forget(self, session_id: str, source: str, seq: int) -> None:
-        """An event that was not delivered may be sent again."""
-        self._seen.pop((session_id, source, seq), None)
-
-
-limits_key = web.AppKey("telemetry_limits", SessionLimits)
 
 
 def _text(value: Any, name: str, problems: dict[str, str], *, required: bool = False, limit: int = 128) -> str | None:
@@ -202,46 +143,6 @@ def parse_batch(document: Any, received_at: datetime) -> tuple[str, list[dict[st
     return session_id, events
 
 
-async def read_body(request: web.Request, accepted: tuple[str, ...] = ACCEPTED_TYPES) -> bytes:
-    content_type = request.content_type
-    if content_type not in accepted:
-        raise UnsupportedMediaType(f"send {' or '.join(accepted)}")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge("telemetry batch too large", {"max_bytes": MAX_BODY_BYTES})
-    body = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("telemetry batch too large", {"max_bytes": MAX_BODY_BYTES})
-    return body
-
-
-async def publish_events(app: web.Application, session_id: str, events: list[dict[str, Any]], source: str) -> int:
-    """Produce each first-seen event; 503 unless Kafka acknowledged all of them. Returns how many were new.
-
-    One batch per call (``publish_batch``): a single wait for the last delivery report, however many events.
-    """
-    limits = app[limits_key]
-    fresh = [event for event in events if limits.first_time(session_id, event["source"], event["seq"])]
-    EVENTS.labels("duplicate", source).inc(len(events) - len(fresh))
-    if not fresh:
-        return 0
-    topic = app[settings_key].topic("playback.telemetry")
-    began = time.monotonic()
-    try:
-        await app[events_key].publish_batch(topic, session_id, "PlaybackEvent", fresh)
-    except (PublishError, ValueError) as exc:
-        # A value the schema refuses stops the whole batch before anything is produced; otherwise only the
-        # events Kafka did not acknowledge were lost. Either way they may be sent again.
-        failed = [fresh[index] for index in exc.failed] if isinstance(exc, BatchPublishError) else fresh
-        for event in failed:
-            limits.forget(session_id, event["source"], event["seq"])
-        EVENTS.labels("unavailable", source).inc(len(failed))
-        raise Unavailable("telemetry not stored, retry", {"reason": str(exc)[:200]}) from None
-    finally:
-        PRODUCE_SECONDS.observe(time.monotonic() - began)
-    EVENTS.labels("accepted", source).inc(len(fresh))
-    return len(fresh)
-
-
 def identify(request: web.Request, document: dict[str, Any], events: list[dict[str, Any]]) -> None:
     """Who watched comes from the access token, never from the body: the resume position and watch history
     the QoE agent derives from a beacon belong to its viewer, so a client may not name someone else. A
@@ -281,15 +182,9 @@ def parse_json(body: bytes) -> Any:
         raise InvalidRequest("the body is not JSON", {"position": getattr(exc, "pos", None)}) from None
 
 
-def accepted_response(accepted: int, duplicates: int) -> web.Response:
-    """The 202 of a collector, serialised by orjson."""
-    body = orjson.dumps({"accepted": accepted, "duplicates": duplicates})
-    return web.Response(body=body, status=202, content_type="application/json", charset="utf-8")
-
-
 async def collect_beacon(request: web.Request) -> web.Response:
     """`POST /api/v1/telemetry`."""
-    body = await read_body(request)
+    body = await read_body(request, ACCEPTED_TYPES)
     try:
         document = parse_json(body)
     except InvalidRequest:
@@ -304,20 +199,3 @@ async def collect_beacon(request: web.Request) -> web.Response:
     identify(request, document, events)
     accepted = await publish_events(request.app, session_id, events, "SDK")
     return accepted_response(accepted, len(events) - accepted)
-
-
-def check_rate(request: web.Request, session_id: str, count: int, source: str) -> None:
-    """429 with Retry-After when the session sent too many batches lately."""
-    wait_s = request.app[limits_key].allow(session_id, time.monotonic())
-    if wait_s is not None:
-        EVENTS.labels("rate_limited", source).inc(count)
-        raise TooManyRequests(
-            "too many beacons for this session",
-            {"retry_after_s": round(wait_s, 1)},
-            {"Retry-After": str(math.ceil(wait_s))},
-        )
-
-
-def setup_telemetry(app: web.Application) -> None:
-    app[limits_key] = SessionLimits()
-    app.router.add_post("/api/v1/telemetry", collect_beacon, name="telemetry")

@@ -1,8 +1,9 @@
 """The signed tokens and the pieces of authentication that hold no request: ``Principal``, ``TokenService``
-(access tokens; the key of playback tokens), the password hasher and the login rate limiter.
+(access tokens; the key of playback tokens) and the password hasher, gathered in ``AuthService`` with the login
+rate limits (``SlidingWindow``, api/state.py).
 
-api/auth.py builds on these (and re-exports ``Principal``); they live apart so that api/keys.py can name their
-types without importing the handlers.
+api/auth.py and api/access.py build on these; they live apart so that api/keys.py can name their types without
+importing the handlers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import secrets
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +22,7 @@ from pathlib import Path
 import argon2
 import jwt
 
+from api.state import SlidingWindow
 from common.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -139,45 +140,6 @@ class TokenService:
         ):
             raise InvalidToken("invalid access token")
         return Principal(subject, profile_id, frozenset(roles))
-
-
-# --- rate limiting ----------------------------------------------------------------------------------
-
-
-class SlidingWindow:
-    """At most ``limit`` events per key in ``window_s`` (per API process: a cluster would keep it in a shared
-    store; per process still bounds guessing to limit × processes)."""
-
-    MAX_KEYS = 100_000
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._events: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        events = self._events.get(key)
-        if events is None:
-            if len(self._events) >= self.MAX_KEYS:  # bounded memory: forget the oldest keys first
-                for stale in list(self._events)[: self.MAX_KEYS // 10]:
-                    del self._events[stale]
-            events = self._events[key] = deque()
-        while events and events[0] <= now - self.window_s:
-            events.popleft()
-        return events
-
-    def retry_after(self, key: str) -> int | None:
-        """Seconds until ``key`` may try again, or None when it may now."""
-        now = time.monotonic()
-        events = self._recent(key, now)
-        if len(events) < self.limit:
-            return None
-        return max(1, int(events[0] + self.window_s - now) + 1)
-
-    def add(self, key: str) -> None:
-        self._recent(key, time.monotonic()).append(time.monotonic())
-
-    def clear(self, key: str) -> None:
-        self._events.pop(key, None)
 
 
 # --- the service ------------------------------------------------------------------------------------

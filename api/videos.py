@@ -1,496 +1,36 @@
-"""Handlers of the video resource: create + upload (presigned, multipart, form) + complete, and metadata reads.
+"""Handlers of the video resource once created: metadata reads, edits and deletes (uploads: api/uploads.py).
 
-The upload path (DESIGN.md, "The VOD path", steps 1-2):
+* ``GET /api/v1/videos/{id}`` — metadata, renditions and playback URLs; ``GET /api/v1/videos/{id}/status`` — the
+  status and the lifecycle. Reading follows the video's privacy (api/access.py); a private video seen by its
+  owner comes with a playback token.
+* ``PATCH /api/v1/videos/{id}`` (edit) and ``DELETE /api/v1/videos/{id}`` need the video's owner or an admin.
 
-* ``POST /api/v1/videos`` creates the row (``uploading``) and hands out a presigned PUT for
-  ``uploads/sources/{video_id}``, or presigned part URLs of an S3 multipart upload above
-  MULTIPART_THRESHOLD;
-* ``POST /api/v1/videos/{id}/complete`` (completing the multipart upload first) checks the object with a
-  HEAD, records its size, moves the row to ``processing`` and publishes ``VideoUploaded`` plus
-  ``VideoStatusChanged(PROCESSING)``; it answers 202 only after Kafka acknowledged both;
-* ``POST /api/v1/videos/upload`` does both at once for small files sent as multipart/form-data, streaming
-  the file part to S3 as it arrives.
-
-Who may do what is api/access.py's: creating and uploading need the ``creator`` role, completing, editing
-(``PATCH /api/v1/videos/{id}``) and deleting (``DELETE /api/v1/videos/{id}``) need the video's owner or an admin,
-reading follows the video's privacy. A delete tombstones the row at once (404 from then on), removes the
-original and every packaged object from storage, drops the renditions' rows, and publishes
-``VideoStatusChanged(DELETED)`` on ``video.lifecycle`` so caches and read models purge it; the owner may repeat
-a delete that failed half-way, and it finishes the job. An edit that changes the privacy publishes
-``VideoPrivacyChanged`` on the same topic once the row holds the new value, so the CDN edge stops serving what it
-kept under the old one (processors/cdn_purge.py); if Kafka does not acknowledge it, the privacy goes back and the
-edit is a 503 to repeat.
-
-The move to ``processing`` is a conditional write (``Catalog.transition_status``), so a second or concurrent
-complete gets a 409 instead of publishing twice. If Kafka does not acknowledge, the row goes back to
-``uploading`` and the client may complete again (downstream stages are idempotent, so an event that did
-get through twice is harmless).
+A delete tombstones the row at once (404 from then on), removes the original and every packaged object from
+storage, drops the renditions' rows, and publishes ``VideoStatusChanged(DELETED)`` on ``video.lifecycle`` so caches
+and read models purge it; the owner may repeat a delete that failed half-way, and it finishes the job. An edit that
+changes the privacy publishes ``VideoPrivacyChanged`` on the same topic once the row holds the new value, so the
+CDN edge stops serving what it kept under the old one (processors/cdn_purge.py); if Kafka does not acknowledge
+it, the privacy goes back and the edit is a 503 to repeat.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
-import math
-import mimetypes
-import re
-import uuid
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any
 
-from aiohttp import BodyPartReader, hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
-from minio.error import S3Error
-from yarl import URL
+from aiohttp import web
 
-from api.access import issue_playback_token, owned_video, viewable_video
-from api.auth import optional_principal, require_principal, require_role
-from api.config import MiB
-from api.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from api.keys import catalog_key, config_key, events_key, settings_key, store_key
-from api.storage import ObjectInfo
-from api.validation import VideoMetadata, parse_create_body, parse_edit_body, parse_form_fields
+from api.access import issue_playback_token, optional_principal, owned_video, readable_video, require_principal
+from api.http import iso, now_ms, playback_urls, read_json_object, video_id_of
+from api.keys import catalog_key, events_key, settings_key, store_key
+from api.storage import source_key
+from api.validation import parse_edit_body
 
 log = logging.getLogger(__name__)
 
-# The owner of the videos uploaded before accounts existed: only an admin may change them.
-ANONYMOUS_OWNER = "anonymous"
-VIDEO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-# The form upload streams to S3 in parts of this size (the most it holds in memory per upload).
-FORM_PART_SIZE = 10 * MiB
-FORM_READ_CHUNK = 256 * 1024
-# A metadata form field is small; a bigger one is a mistake or an attack.
-FORM_FIELD_MAX_BYTES = 64 * 1024
-FORM_FIELDS_MAX = 20
-# Rough processing throughput for the estimate returned by the form upload.
-PROCESSING_BYTES_PER_S = 2_000_000
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-
-
-def source_key(video_id: str) -> str:
-    return f"sources/{video_id}"
-
-
-def video_id_of(request: web.Request) -> str:
-    """The ``{video_id}`` of the path, or 404 for something that cannot be an id (no dots, no slashes)."""
-    video_id = request.match_info["video_id"]
-    if not VIDEO_ID_RE.match(video_id):
-        raise NotFound("video not found")
-    return video_id
-
-
-def now_ms() -> datetime:
-    """Now, truncated to milliseconds: what both Avro (timestamp-millis) and Cassandra keep."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # Cassandra hands back naive UTC datetimes
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def base_url(request: web.Request) -> str:
-    return request.app[config_key].public_base_url or f"{request.scheme}://{request.host}"
-
-
-def trace_id_of(request: web.Request) -> str:
-    """The W3C trace id of the request, else its X-Request-Id, else a new id: carried into VideoUploaded."""
-    traceparent = request.headers.get("traceparent", "")
-    parts = traceparent.split("-")
-    if len(parts) == 4 and re.fullmatch(r"[0-9a-f]{32}", parts[1]):
-        return parts[1]
-    request_id = request.headers.get("X-Request-Id", "")
-    if re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", request_id):
-        return request_id
-    return uuid.uuid4().hex
-
-
-def guess_content_type(declared: str | None, filename: str | None) -> str:
-    if declared and declared.split(";")[0].strip().lower() not in (DEFAULT_CONTENT_TYPE, "binary/octet-stream"):
-        return declared
-    guessed = mimetypes.guess_type(filename)[0] if filename else None
-    return guessed or declared or DEFAULT_CONTENT_TYPE
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    if not request.body_exists:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise InvalidRequest("the body is not valid JSON", str(exc)) from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    return body
-
-
-# --- creating and completing uploads --------------------------------------------------------------
-
-
-async def _create_row(app: web.Application, video_id: str, owner_id: str, meta: VideoMetadata) -> None:
-    settings, catalog = app[settings_key], app[catalog_key]
-    created = await catalog.create_video(
-        video_id,
-        owner_id,
-        meta.catalog_fields(),
-        settings.storage.uploads_bucket,
-        source_key(video_id),
-        meta.filename,
-    )
-    if not created:  # a UUID4 collision: never in practice, but never overwrite a row either
-        raise Conflict("video id already exists")
-    writes: list[Awaitable[None]] = [catalog.set_status(video_id, "uploading", None, now_ms())]
-    if meta.size_bytes is not None:
-        # The declared size until the upload completes; complete compares the stored object with it.
-        writes.append(catalog.record_upload(video_id, meta.size_bytes))
-    await asyncio.gather(*writes)
-
-
-async def _upload_plan(request: web.Request, video_id: str, meta: VideoMetadata) -> dict[str, Any]:
-    """Where and how the client sends the original: one presigned PUT, or presigned parts of a multipart."""
-    app = request.app
-    config, settings, store = app[config_key], app[settings_key], app[store_key]
-    assert meta.size_bytes is not None  # required by parse_create_body
-    bucket, key = settings.storage.uploads_bucket, source_key(video_id)
-    complete_url = f"{base_url(request)}/api/v1/videos/{video_id}/complete"
-    content_type = guess_content_type(meta.content_type, meta.filename)
-    if meta.size_bytes <= config.multipart_threshold:
-        ttl = timedelta(seconds=config.presign_ttl_s)
-        return {
-            "method": "PUT",
-            "url": await store.presigned_put(bucket, key, ttl),
-            "expires_at": iso(datetime.now(UTC) + ttl),
-            # S3 stores the Content-Type sent with the PUT; VideoUploaded reports it.
-            "headers": {"Content-Type": content_type},
-            "complete_url": complete_url,
-        }
-    part_size = config.part_size_for(meta.size_bytes)
-    part_count = math.ceil(meta.size_bytes / part_size)
-    # A big file takes a while: give its part URLs at least the time to send it at 1 MB/s.
-    ttl = timedelta(seconds=min(max(config.presign_ttl_s, meta.size_bytes // 1_000_000), 7 * 24 * 3600))
-    upload_id = await store.create_multipart(bucket, key, content_type)
-    urls = await store.presigned_part_urls(bucket, key, upload_id, part_count, ttl)
-    return {
-        "type": "multipart",
-        "method": "PUT",
-        "upload_id": upload_id,
-        "part_size": part_size,
-        "parts": [{"part_number": number, "url": url} for number, url in enumerate(urls, start=1)],
-        "expires_at": iso(datetime.now(UTC) + ttl),
-        # The upload id travels in the URL: the videos table has no column for it.
-        "complete_url": str(URL(complete_url).with_query(upload_id=upload_id)),
-    }
-
-
-async def create_video(request: web.Request) -> web.Response:
-    """``POST /api/v1/videos``: a new video in ``uploading`` and where to upload its original."""
-    app = request.app
-    principal = require_role(request, "creator")
-    meta = parse_create_body(await _json_object(request), app[config_key].max_upload_bytes)
-    video_id = str(uuid.uuid4())
-    await _create_row(app, video_id, principal.account_id, meta)
-    try:
-        upload = await _upload_plan(request, video_id, meta)
-    except Exception as exc:
-        # Storage failed: the row would wait forever for an upload nobody can send.
-        await app[catalog_key].set_status(video_id, "failed", "could not prepare the upload; create again", now_ms())
-        raise exc
-    log.info("video %s created (%s bytes declared, %s)", video_id, meta.size_bytes, upload.get("type", "put"))
-    return web.json_response(
-        {"video_id": video_id, "status": "uploading", "upload": upload},
-        status=201,
-        headers={hdrs.LOCATION: f"/api/v1/videos/{video_id}"},
-    )
-
-
-async def _complete_multipart(
-    request: web.Request, bucket: str, key: str, upload_id: str, declared: int | None
-) -> None:
-    """Assemble the client's parts into the object (before it is checked like any upload)."""
-    store = request.app[store_key]
-    parts = await store.list_parts(bucket, key, upload_id)
-    if parts is None:
-        # Unknown upload id, or one completed by an earlier try that failed later: the object decides.
-        return
-    if not parts:
-        raise Conflict("upload not found in storage", {"upload_id": upload_id, "parts": 0})
-    uploaded = sum(part.size or 0 for part in parts)
-    if declared is not None and uploaded != declared:
-        # Not completed: the client can still send the missing parts and complete again.
-        raise InvalidRequest(
-            "uploaded parts do not add up to the declared size",
-            {"declared_size_bytes": declared, "uploaded_bytes": uploaded, "parts": len(parts)},
-        )
-    try:
-        await store.complete_multipart(bucket, key, upload_id, parts)
-    except S3Error as exc:
-        if exc.code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
-            raise InvalidRequest("storage refused the parts", f"{exc.code}: {exc.message}") from None
-        raise
-
-
-async def finish_upload(
-    request: web.Request, video: Any, video_id: str, info: ObjectInfo, content_type: str | None
-) -> None:
-    """The common end of every upload: ``processing`` in the catalogue, then the events on Kafka.
-
-    Raises Conflict when another request already completed the upload, and PublishError (503) after
-    moving the row back to ``uploading`` when Kafka did not acknowledge the events.
-    """
-    app = request.app
-    catalog, events = app[catalog_key], app[events_key]
-    changed_at = now_ms()
-    if not await catalog.transition_status(video_id, "uploading", "processing", None, changed_at):
-        current = await catalog.get_video(video_id)
-        raise Conflict("upload already completed", {"status": current.status if current else None})
-    await asyncio.gather(
-        catalog.record_upload(video_id, info.size),
-        catalog.set_status(video_id, "processing", None, changed_at),
-    )
-    uploaded = {
-        "video_id": video_id,
-        "owner_id": video.owner_id or ANONYMOUS_OWNER,
-        "source_bucket": video.source_bucket,
-        "source_key": video.source_key,
-        "size_bytes": info.size,
-        "content_type": guess_content_type(content_type or info.content_type, video.original_filename),
-        "original_filename": video.original_filename or "",
-        "title": video.title or "",
-        "thumbnail_time_s": video.thumbnail_time_s,
-        "uploaded_at": changed_at,
-        "trace_id": trace_id_of(request),
-    }
-    results = await asyncio.gather(
-        events.video_uploaded(uploaded),
-        events.status_changed(video_id, "PROCESSING", None, changed_at),
-        return_exceptions=True,
-    )
-    failure = next((r for r in results if isinstance(r, BaseException)), None)
-    if failure is not None:
-        reason = "events not acknowledged by Kafka; complete the upload again"
-        reverted_at = now_ms()
-        if await catalog.transition_status(video_id, "processing", "uploading", reason, reverted_at):
-            await catalog.set_status(video_id, "uploading", reason, reverted_at)
-        raise failure
-    log.info("video %s uploaded (%d bytes), events published", video_id, info.size)
-
-
-async def complete_upload(request: web.Request) -> web.Response:
-    """``POST /api/v1/videos/{id}/complete``: check the uploaded object and start processing."""
-    app = request.app
-    config, store = app[config_key], app[store_key]
-    principal = require_role(request, "creator")
-    video_id = video_id_of(request)
-    body = await _json_object(request)
-    video = await owned_video(request, video_id, principal)
-    if video.status != "uploading":
-        raise Conflict(f"video is {video.status}, not uploading", {"status": video.status})
-    bucket, key = video.source_bucket, video.source_key
-    upload_id = request.query.get("upload_id") or body.get("upload_id")
-    if upload_id is not None:
-        if not isinstance(upload_id, str) or not upload_id:
-            raise InvalidRequest("upload_id must be a non-empty string")
-        await _complete_multipart(request, bucket, key, upload_id, video.size_bytes)
-    info = await store.stat(bucket, key)
-    if info is None:
-        raise Conflict("upload not found in storage", {"bucket": bucket, "key": key})
-    if info.size > config.max_upload_bytes:
-        await store.remove(bucket, key)
-        raise PayloadTooLarge(
-            "upload too large", {"size_bytes": info.size, "max_upload_bytes": config.max_upload_bytes}
-        )
-    if video.size_bytes is not None and info.size != video.size_bytes:
-        raise InvalidRequest(
-            "uploaded size differs from the declared size_bytes",
-            {"declared_size_bytes": video.size_bytes, "uploaded_bytes": info.size},
-        )
-    await finish_upload(request, video, video_id, info, None)
-    return web.json_response({"video_id": video_id, "status": "processing"}, status=202)
-
-
-# --- the form upload ------------------------------------------------------------------------------
-
-
-class _StreamTooLarge(Exception):
-    pass
-
-
-async def _read_field(part: BodyPartReader) -> str:
-    data = bytearray()
-    while chunk := await part.read_chunk(8192):
-        data += chunk
-        if len(data) > FORM_FIELD_MAX_BYTES:
-            raise InvalidRequest(detail={part.name or "field": f"is larger than {FORM_FIELD_MAX_BYTES} bytes"})
-    try:
-        return data.decode(part.get_charset("utf-8"))
-    except (LookupError, UnicodeDecodeError):
-        raise InvalidRequest(detail={part.name or "field": "is not valid text"}) from None
-
-
-def _file_puller(part: BodyPartReader, limit: int) -> tuple[Callable[[int], Awaitable[bytes]], Callable[[], int]]:
-    """``pull(n)`` for ``ObjectStore.put_stream``: up to n bytes of the file part, counted against ``limit``."""
-    pending = bytearray()
-    received = 0
-
-    async def pull(size: int) -> bytes:
-        nonlocal received
-        while len(pending) < size:
-            chunk = await part.read_chunk(FORM_READ_CHUNK)
-            if not chunk:
-                break
-            received += len(chunk)
-            if received > limit:
-                raise _StreamTooLarge
-            pending.extend(chunk)
-        out = bytes(pending[:size])
-        del pending[:size]
-        return out
-
-    return pull, lambda: received
-
-
-async def _abandon_upload(request: web.Request, video_id: str, reason: str) -> None:
-    """A failed form upload: no event, no partial object, the row ``failed`` with the reason."""
-    app = request.app
-    settings, catalog, store = app[settings_key], app[catalog_key], app[store_key]
-
-    async def clean() -> None:
-        try:
-            await store.remove(settings.storage.uploads_bucket, source_key(video_id))
-        finally:
-            await catalog.set_status(video_id, "failed", reason, now_ms())
-
-    # Shielded: the cleanup completes even when the request is being cancelled (server shutdown).
-    await asyncio.shield(asyncio.ensure_future(clean()))
-    log.warning("form upload of video %s failed: %s", video_id, reason)
-
-
-async def upload_video_form(request: web.Request) -> web.Response:
-    """``POST /api/v1/videos/upload``: metadata fields, then the ``file`` part, streamed to S3."""
-    app = request.app
-    config, settings, store = app[config_key], app[settings_key], app[store_key]
-    principal = require_role(request, "creator")  # before a byte of the body is read
-    limit = min(config.max_form_upload_bytes, config.max_upload_bytes)
-    # Refused before a byte of the body is read.
-    if request.content_length is not None and request.content_length > config.max_form_upload_bytes:
-        raise PayloadTooLarge(
-            "upload too large for a form upload; use POST /api/v1/videos",
-            {"content_length": request.content_length, "max_form_upload_bytes": config.max_form_upload_bytes},
-        )
-    if request.content_type != "multipart/form-data":
-        raise UnsupportedMediaType("expected multipart/form-data", {"content_type": request.content_type})
-    try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as exc:
-        raise InvalidRequest("malformed multipart body", str(exc)) from None
-    fields: dict[str, str] = {}
-    file_part: BodyPartReader | None = None
-    try:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or not part.name:
-                raise InvalidRequest("every part must be a named form field")
-            if part.name == "file":
-                file_part = part
-                break
-            if part.filename is not None:
-                raise InvalidRequest(detail={part.name: "is a file; only the part named 'file' may be one"})
-            if part.name in fields or len(fields) >= FORM_FIELDS_MAX:
-                raise InvalidRequest(detail={part.name: "is repeated, or too many fields"})
-            fields[part.name] = await _read_field(part)
-    except (ValueError, HttpProcessingError) as exc:  # aiohttp's multipart parser on a malformed body
-        raise InvalidRequest("malformed multipart body", getattr(exc, "message", None) or str(exc)) from None
-    if file_part is None:
-        raise InvalidRequest(detail={"file": "is required, as the last part of the form"})
-    try:
-        meta = parse_form_fields(fields, limit)
-    except InvalidRequest as exc:
-        if isinstance(exc.detail, dict) and exc.detail.get("title") == "is required":
-            exc.detail["file"] = "must be the last part: fields after it are not read"
-        raise
-    if meta.size_bytes is not None and meta.size_bytes > limit:
-        raise PayloadTooLarge("upload too large", {"size_bytes": meta.size_bytes, "max_form_upload_bytes": limit})
-    filename = meta.filename or file_part.filename
-    if filename is not None:
-        filename = filename.replace("\\", "/").rsplit("/", 1)[-1][:255] or None  # display only
-    declared_type = meta.content_type or file_part.headers.get(hdrs.CONTENT_TYPE)
-    content_type = guess_content_type(declared_type, filename)
-    meta = dataclasses.replace(meta, filename=filename, content_type=content_type)
-
-    video_id = str(uuid.uuid4())
-    await _create_row(app, video_id, principal.account_id, meta)
-    bucket, key = settings.storage.uploads_bucket, source_key(video_id)
-    pull, received = _file_puller(file_part, limit)
-    try:
-        await store.put_stream(bucket, key, pull, content_type, FORM_PART_SIZE)
-        if await reader.next() is not None:
-            raise InvalidRequest(detail={"file": "must be the last part of the form"})
-        info = await store.stat(bucket, key)
-        if info is None or info.size != received():
-            raise InvalidRequest("the stored object does not match what was received")
-        if meta.size_bytes is not None and info.size != meta.size_bytes:
-            raise InvalidRequest(
-                "uploaded size differs from size_bytes",
-                {"declared_size_bytes": meta.size_bytes, "uploaded_bytes": info.size},
-            )
-        if info.size == 0:
-            raise InvalidRequest(detail={"file": "is empty"})
-    except _StreamTooLarge:
-        await _abandon_upload(request, video_id, f"upload exceeded {limit} bytes")
-        raise PayloadTooLarge("upload too large", {"video_id": video_id, "max_form_upload_bytes": limit}) from None
-    except InvalidRequest as exc:
-        problems = "; ".join(f"{k} {v}" for k, v in exc.detail.items()) if isinstance(exc.detail, dict) else ""
-        await _abandon_upload(request, video_id, f"upload refused: {problems or exc.error}")
-        exc.detail = {**exc.detail, "video_id": video_id} if isinstance(exc.detail, dict) else {"video_id": video_id}
-        raise
-    except (Exception, asyncio.CancelledError) as exc:
-        await _abandon_upload(request, video_id, f"upload stream failed ({type(exc).__name__})")
-        if isinstance(exc, S3Error | asyncio.CancelledError):
-            raise
-        raise InvalidRequest("upload stream failed", type(exc).__name__) from exc
-    video = await app[catalog_key].get_video(video_id)
-    await finish_upload(request, video, video_id, info, content_type)
-    estimate = max(5, math.ceil(info.size / PROCESSING_BYTES_PER_S))
-    return web.json_response(
-        {"video_id": video_id, "status": "processing", "estimated_processing_time_s": estimate},
-        status=202,
-        headers={hdrs.LOCATION: f"/api/v1/videos/{video_id}"},
-    )
-
 
 # --- reads ----------------------------------------------------------------------------------------
-
-
-def playback_urls(
-    request: web.Request, video_id: str, status: str, token: str | None = None
-) -> dict[str, str | None] | None:
-    """Where to play the video: HLS and DASH once playable; progressive, poster, storyboard once ready.
-
-    With a playback token (private videos) every URL carries it as a path prefix (see api/access.py).
-    """
-    if status not in ("playable", "ready"):
-        return None
-    base = f"{base_url(request)}/api/v1/videos/{video_id}"
-    if token is not None:
-        base = f"{base}/p/{token}"
-    ready = status == "ready"
-    return {
-        "hls": f"{base}/playlist.m3u8",
-        "dash": f"{base}/manifest.mpd",
-        "progressive": f"{base}/stream" if ready else None,
-        "poster": f"{base}/poster.jpg" if ready else None,
-        "storyboard": f"{base}/storyboard.vtt" if ready else None,
-    }
-
-
-async def _visible_video(request: web.Request) -> tuple[str, Any]:
-    video_id = video_id_of(request)
-    return video_id, await viewable_video(request, video_id)
 
 
 def _private_playback(request: web.Request, video: Any) -> tuple[str | None, dict[str, Any] | None]:
@@ -505,7 +45,7 @@ def _private_playback(request: web.Request, video: Any) -> tuple[str | None, dic
 
 async def get_video(request: web.Request) -> web.Response:
     """``GET /api/v1/videos/{id}``: metadata, renditions and playback URLs."""
-    video_id, video = await _visible_video(request)
+    video_id, video = await readable_video(request)
     token, playback = _private_playback(request, video)
     variants = await request.app[catalog_key].variants(video_id)
     renditions = [
@@ -547,7 +87,7 @@ async def get_video(request: web.Request) -> web.Response:
 
 async def get_video_status(request: web.Request) -> web.Response:
     """``GET /api/v1/videos/{id}/status``: the current status, its reason and the lifecycle, oldest first."""
-    video_id, video = await _visible_video(request)
+    video_id, video = await readable_video(request)
     token, _ = _private_playback(request, video)
     lifecycle = await request.app[catalog_key].lifecycle(video_id)
     history = [
@@ -575,7 +115,7 @@ async def edit_video(request: web.Request) -> web.Response:
     """
     principal = require_principal(request)
     video_id = video_id_of(request)
-    changes = parse_edit_body(await _json_object(request))
+    changes = parse_edit_body(await read_json_object(request))
     video = await owned_video(request, video_id, principal)
     catalog = request.app[catalog_key]
     await catalog.edit_video(video_id, changes)

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-# Beacons per session, kept under the collector's per-session limit (api/telemetry.py: 20 per 10 s).
+# Beacons per session, kept under the collector's per-session limit (api/state.py: 20 per 10 s).
 BEACONS_PER_SESSION = 10
 RENDITIONS = (("360p", 800, 640, 360), ("720p", 3000, 1280, 720), ("1080p", 6000, 1920, 1080))
 # Client processes start their windows together, after this long (a spawned interpreter takes ~0.5 s to start).

@@ -6,7 +6,7 @@ that only decodes the same messages, then its memory holding many open sessions 
 Needs Kafka and Cassandra (`make up`); stop the platform's QoE worker first, the machine has 2 cores. Runs on
 a scratch platform (topics under a fresh prefix, a fresh keyspace, both removed afterwards):
 
-1. simulated players (common/qoe/simulate.py: starts, stalls, switches, seeks, failures, duplicates, late and
+1. simulated players (tests/qoe_simulate.py: starts, stalls, switches, seeks, failures, duplicates, late and
    out-of-order delivery) are produced onto playback.telemetry as the collector would (received_ts);
 2. a bare confluent-kafka consumer reads and decodes them (Avro) and does nothing else: the ceiling of any
    consumer written in Python on this machine;
@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.telemetry import scrape as telemetry_metrics
+from common import topics
 from common.avro import AvroCodec
 from common.kafka import consumer, durable_producer
-from common.qoe import simulate
 from common.qoe.views import to_ms
-from common.settings import Settings, load_settings
+from common.settings import Settings, load_settings, state_dir
 from infra.services import Service, faust_worker
-from infra.stack import resident_mib, state_dir
+from infra.stack import resident_mib
+from tests import qoe_simulate as simulate
 from tests.scratch import scratch_platform
 
 METRICS_PORT = 9499
@@ -47,7 +48,7 @@ CODEC = AvroCodec()
 
 def produce(settings: Settings, events: Iterable[dict[str, Any]]) -> int:
     producer = durable_producer(settings.kafka)
-    topic = settings.topic("playback.telemetry")
+    topic = settings.topic(topics.PLAYBACK_TELEMETRY)
     count = 0
     for event in events:
         value = CODEC.encode("PlaybackEvent", event)
@@ -66,7 +67,7 @@ def produce(settings: Settings, events: Iterable[dict[str, Any]]) -> int:
 def bare_consumer_rate(settings: Settings, expected: int) -> float:
     """Messages/s of a confluent-kafka consumer that decodes each message and does nothing else."""
     reader = consumer(f"bench-bare-{uuid.uuid4().hex[:8]}", settings.kafka)
-    reader.subscribe([settings.topic("playback.telemetry")])
+    reader.subscribe([settings.topic(topics.PLAYBACK_TELEMETRY)])
     seen = 0
     began = None
     while seen < expected:
@@ -85,7 +86,7 @@ def faust_consume_rate(settings: Settings, expected: int) -> str:
     """What bench/faust_consume.py prints: Faust's consume path alone on the same messages."""
     env = {
         **os.environ,
-        "BENCH_TOPIC": settings.topic("playback.telemetry"),
+        "BENCH_TOPIC": settings.topic(topics.PLAYBACK_TELEMETRY),
         "BENCH_EXPECTED": str(expected),
         "FAUST_DATADIR": str(Path(state_dir()) / "bench-faust-consume"),
     }
@@ -231,8 +232,8 @@ def measure(players: int, opening: int) -> None:
             worker.start()
             partitions = len(
                 consumer("bench-meta", settings.kafka)
-                .list_topics(settings.topic("playback.telemetry"), timeout=10)
-                .topics[settings.topic("playback.telemetry")]
+                .list_topics(settings.topic(topics.PLAYBACK_TELEMETRY), timeout=10)
+                .topics[settings.topic(topics.PLAYBACK_TELEMETRY)]
                 .partitions
             )
             while partitions_restored(scrape()) < partitions:

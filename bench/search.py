@@ -23,9 +23,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from bench.catalogue import GENERIC, TOPICS, Video, catalogue
-from common.cassandra import cassandra_session
+from common.cassandra import cassandra_session, run
 from common.settings import load_settings
-from sinks.catalog import run
 from sinks.discovery import Discovery, SearchFilters, search_videos
 from sinks.migrate import migrate
 

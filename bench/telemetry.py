@@ -9,7 +9,7 @@ beside a bare consumer, its memory with 100,000 open sessions and its restart ti
 (it needs the platform's QoE worker stopped). In one run this measures:
 
 1. the raw confluent-kafka produce rate on this machine (idempotent, acks=all, PlaybackEvent-sized Avro);
-2. N concurrent simulated players (common/qoe/simulate.py: starts, stalls, rendition switches, seeks,
+2. N concurrent simulated players (tests/qoe_simulate.py: starts, stalls, rendition switches, seeks,
    failures, exits before start — ground truth known) posting their events in real time as SDK beacons to
    `POST /api/v1/telemetry` for `--duration` seconds, each player's events batched into one beacon every
    `--beacon-every` seconds as our SDK batches its heartbeats; the events/s the collector accepted and the QoE worker
@@ -38,8 +38,8 @@ from bench.collector_load import saturate_collector
 from common.avro import AvroCodec
 from common.cassandra import cassandra_session
 from common.kafka import admin_client, durable_producer
-from common.qoe import simulate
 from common.qoe.views import to_ms
+from tests import qoe_simulate as simulate
 
 BEACON_FIELDS = (
     "rendition", "bitrate_kbps", "video_width", "video_height", "player_width", "player_height", "playhead_s",

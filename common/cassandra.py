@@ -1,10 +1,17 @@
-"""The Cassandra session for every process, configured from CassandraSettings."""
+"""The Cassandra session for every process, configured from CassandraSettings, and `run`, the async
+execution of a statement that every store uses."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement, Statement
 
 from common.settings import CassandraSettings, load_settings
 
@@ -36,3 +43,49 @@ def cassandra_session(settings: CassandraSettings | None = None, keyspace: bool 
     settings = settings or load_settings().cassandra
     cluster = cassandra_cluster(settings)
     return cluster.connect(settings.keyspace if keyspace else None)
+
+
+_shared_session: Session | None = None
+_shared_session_lock = threading.Lock()
+
+
+def shared_session() -> Session:
+    """The one session of this process (platform keyspace, settings from the environment), connected on first use
+    and never shut down: every store of a worker shares its connection pools instead of opening a cluster each."""
+    global _shared_session
+    with _shared_session_lock:  # two threads asking first still connect once
+        if _shared_session is None:
+            _shared_session = cassandra_session(load_settings().cassandra)
+        return _shared_session
+
+
+async def run(
+    session: Session, statement: PreparedStatement | Statement | str, params: Sequence[Any] = ()
+) -> list[Any]:
+    """Execute without blocking the event loop, following every result page (the driver pages at 5000 rows):
+    the driver's callbacks resolve an asyncio future once the last page arrived."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[Any]] = loop.create_future()
+    future: ResponseFuture = session.execute_async(statement, params)
+    rows: list[Any] = []
+
+    def resolve() -> None:
+        if not done.done():
+            done.set_result(rows)
+
+    def fail(exc: BaseException) -> None:
+        if not done.done():
+            done.set_exception(exc)
+
+    def on_success(page: Iterable[Any]) -> None:
+        rows.extend(page or [])
+        if future.has_more_pages:
+            future.start_fetching_next_page()  # the callbacks fire again with the next page
+        else:
+            loop.call_soon_threadsafe(resolve)
+
+    def on_error(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(fail, exc)
+
+    future.add_callbacks(on_success, on_error)
+    return await done

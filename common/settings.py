@@ -13,6 +13,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def state_dir() -> Path:
+    """Where processes keep local state ($VIDPLAT_STATE_DIR, default <repo>/.state): the servers' data, the Faust
+    tables, the workers' scratch space, generated secrets."""
+    return Path(os.environ.get("VIDPLAT_STATE_DIR", REPO_ROOT / ".state")).resolve()
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
@@ -94,9 +100,7 @@ class AuthSettings:
     refresh_ttl_s: int = field(default_factory=lambda: _env_int("REFRESH_TOKEN_TTL_S", 30 * 24 * 3600))
     # Playback tokens of private videos live this long beyond the video's duration (see api/access.py).
     playback_ttl_s: int = field(default_factory=lambda: _env_int("PLAYBACK_TOKEN_TTL_S", 10 * 60))
-    state_dir: Path = field(
-        default_factory=lambda: Path(_env("VIDPLAT_STATE_DIR", str(REPO_ROOT / ".state"))).resolve()
-    )
+    state_dir: Path = field(default_factory=state_dir)
 
 
 @dataclass(frozen=True)

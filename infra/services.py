@@ -36,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.settings import REPO_ROOT, Settings, load_settings
-from infra.stack import pid_alive, port_open, resident_mib, state_dir, tail
+from common.settings import REPO_ROOT, Settings, load_settings, state_dir
+from infra.stack import pid_alive, port_open, resident_mib, tail
 
 
 class ServiceError(RuntimeError):

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.settings import REPO_ROOT, Settings, load_settings
+from common.settings import REPO_ROOT, Settings, load_settings, state_dir
 
 KAFKA_VERSION = "4.3.1"
 CASSANDRA_VERSION = "5.0.9"
@@ -51,10 +51,6 @@ class StackError(RuntimeError):
 
 def cache_dir() -> Path:
     return Path(os.environ.get("VIDPLAT_CACHE_DIR", Path.home() / ".cache" / "vidplat"))
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get("VIDPLAT_STATE_DIR", REPO_ROOT / ".state")).resolve()
 
 
 def log(message: str) -> None:

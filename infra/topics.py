@@ -6,7 +6,8 @@
 The plan is computed by a pure function (`plan_changes`) from the desired spec and what the cluster
 describes, then applied with confluent-kafka's AdminClient. What Kafka cannot do in place (fewer
 partitions, another replication factor) is reported, never forced. Topics that are not in topics.yaml
-(Faust changelogs, consumer offsets) are left alone.
+(Faust changelogs, consumer offsets) are left alone. What topics.yaml asks for (`TopicSpec`, `load_specs`) is
+read by common/topics.py, which the workers and producers use as well.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -29,20 +28,10 @@ from confluent_kafka.admin import (
 )
 
 from common.kafka import admin_client
-from common.settings import REPO_ROOT, Settings, load_settings
+from common.settings import Settings, load_settings
+from common.topics import TopicSpec, load_specs
 
-TOPICS_FILE = REPO_ROOT / "topics.yaml"
 ADMIN_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    replication_factor: int
-    config: dict[str, str]
-    key: str
-    value_schema: str
 
 
 @dataclass(frozen=True)
@@ -70,34 +59,6 @@ class Plan:
             lines += [f"set {name} {key}={value}" for key, value in sorted(changes.items())]
         lines += [f"cannot change: {problem}" for problem in self.cannot_change]
         return lines
-
-
-def load_specs(settings: Settings, path: Path = TOPICS_FILE) -> list[TopicSpec]:
-    document = yaml.safe_load(path.read_text())
-    defaults = document.get("defaults", {})
-    specs = []
-    for entry in document["topics"]:
-        replication = entry.get("replication_factor", defaults.get("replication_factor", "default"))
-        rf = settings.kafka.default_replication if replication == "default" else int(replication)
-        config = {key: str(value) for key, value in defaults.get("config", {}).items()}
-        config.update({key: str(value) for key, value in entry.get("config", {}).items()})
-        # With RF=3 a write needs two replicas; a single local broker can only ask for one.
-        config.setdefault("min.insync.replicas", str(max(1, rf - 1)))
-        specs.append(
-            TopicSpec(
-                name=settings.topic(entry["name"]),
-                partitions=int(entry["partitions"]),
-                replication_factor=rf,
-                config=config,
-                key=str(entry["key"]),
-                value_schema=str(entry["value_schema"]),
-            )
-        )
-    names = [spec.name for spec in specs]
-    duplicates = {name for name in names if names.count(name) > 1}
-    if duplicates:
-        raise ValueError(f"topics.yaml names these topics twice: {sorted(duplicates)}")
-    return specs
 
 
 def plan_changes(desired: list[TopicSpec], actual: dict[str, ActualTopic]) -> Plan:

@@ -1,6 +1,6 @@
 """The one Faust app of the platform.
 
-    PROCESSOR_ROLE=control   faust -A processors.app worker   # probe/plan, manifests, lifecycle, CDN purge, engagement
+    PROCESSOR_ROLE=control   faust -A processors.app worker   # probe/plan, manifests, CDN purge, engagement
     PROCESSOR_ROLE=transcode faust -A processors.app worker   # chunk encoders: run as many as you have cores
     PROCESSOR_ROLE=qoe       faust -A processors.app worker   # playback telemetry → QoE metrics
 
@@ -12,6 +12,7 @@ topics.yaml; Faust only declares its own internal topics.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -20,14 +21,12 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import REGISTRY
 
 from common.metrics import serve_metrics
-from common.settings import Settings, load_settings
-from infra.stack import state_dir
+from common.settings import Settings, load_settings, state_dir
 
 ROLE_MODULES: dict[str, list[str]] = {
     "control": [
         "processors.probe",
         "processors.package",
-        "processors.lifecycle",
         "processors.cdn_purge",
         "processors.engagement",
         "processors.recommend",
@@ -103,3 +102,10 @@ attach_prometheus(app)
 
 def topic_name(name: str) -> str:
     return settings.topic(name)
+
+
+@functools.cache
+def raw_topic(name: str) -> faust.TopicT:
+    """The app's handle on the topics.yaml topic ``name`` (a common.topics name), made once per process and
+    shared by every module that sends to it or consumes it. Keys and values stay bytes: common.avro encodes them."""
+    return app.topic(topic_name(name), key_serializer="raw", value_serializer="raw")

@@ -31,10 +31,11 @@ from typing import Any
 import faust
 from prometheus_client import Counter
 
+from common import topics
+from common.lifecycle import CATALOG_STATUS, LIFECYCLE_RECORDS
 from common.settings import load_settings
-from processors.app import app, topic_name
+from processors.app import app, raw_topic
 from processors.dead_letters import decoded_records
-from producers.video_events import LIFECYCLE_RECORDS
 from sinks.cdn_edge import VIDEO_ID_RE, Edge, EdgePurgeError, edge_from_settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ RECENT_EVENTS = 10_000
 PURGES = Counter("cdn_purges_total", "Lifecycle events seen by the CDN purge", ["reason", "outcome"])
 PURGE_RETRIES = Counter("cdn_purge_retries_total", "CDN purges retried after the edge did not confirm them")
 
-lifecycle_topic = app.topic(topic_name("video.lifecycle"), key_serializer="raw", value_serializer="raw")
+lifecycle_topic = raw_topic(topics.VIDEO_LIFECYCLE)
 
 
 def purge_reason(record: str, value: dict[str, Any]) -> str | None:
@@ -57,7 +58,7 @@ def purge_reason(record: str, value: dict[str, Any]) -> str | None:
     if record == "VideoPrivacyChanged":
         return "privacy"
     if record == "VideoStatusChanged" and value["status"] in PURGED_STATUSES:
-        return str(value["status"]).lower()
+        return CATALOG_STATUS[value["status"]]
     return None
 
 

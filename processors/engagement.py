@@ -26,9 +26,9 @@ from typing import Any, cast
 import faust
 from prometheus_client import Counter
 
-from common.cassandra import cassandra_session
-from common.settings import load_settings
-from processors.app import app, topic_name
+from common import topics
+from common.cassandra import shared_session
+from processors.app import app, raw_topic
 from processors.dead_letters import decode_one_of, decoded_records
 from processors.retry import until_applied
 from sinks.engagement import EngagementStore
@@ -42,24 +42,19 @@ RATING_BATCH_WITHIN_S = 0.25
 
 ENGAGEMENT_EVENTS = Counter("engagement_events_total", "Engagement events applied to Cassandra", ["record"])
 
-comments_topic = app.topic(topic_name("engagement.comments"), key_serializer="raw", value_serializer="raw")
-ratings_topic = app.topic(topic_name("engagement.ratings"), key_serializer="raw", value_serializer="raw")
-views_topic = app.topic(topic_name("engagement.views"), key_serializer="raw", value_serializer="raw")
-
-
-@functools.cache
-def _session() -> Any:
-    return cassandra_session(load_settings().cassandra)
+comments_topic = raw_topic(topics.ENGAGEMENT_COMMENTS)
+ratings_topic = raw_topic(topics.ENGAGEMENT_RATINGS)
+views_topic = raw_topic(topics.ENGAGEMENT_VIEWS)
 
 
 @functools.cache
 def store() -> EngagementStore:
-    return EngagementStore(_session())
+    return EngagementStore(shared_session())
 
 
 @functools.cache
 def progress_store() -> QoeStore:
-    return QoeStore(_session())
+    return QoeStore(shared_session())
 
 
 @app.agent(comments_topic)

@@ -20,10 +20,11 @@ from typing import Any
 import faust
 from prometheus_client import Counter, Histogram
 
+from common import topics
 from common.avro import default_codec
 from common.settings import load_settings
 from common.storage import media_key
-from processors.app import app, topic_name
+from processors.app import app, raw_topic
 from processors.dead_letters import decoded
 from processors.media.encode import EncodeError, make_poster
 from processors.media.ladder import ladder_chunks, plan_ladder
@@ -40,9 +41,8 @@ CHUNK_SEGMENTS = 2
 PROBES = Counter("probe_results_total", "Uploads probed, by outcome", ["outcome"])
 PROBE_SECONDS = Histogram("probe_seconds", "Time to fetch, probe and plan one upload")
 
-uploaded_topic = app.topic(topic_name("video.uploaded"), key_serializer="raw", value_serializer="raw")
-transcode_topic = app.topic(topic_name("video.transcode-requested"), key_serializer="raw", value_serializer="raw")
-_partition_count: int | None = None
+uploaded_topic = raw_topic(topics.VIDEO_UPLOADED)
+transcode_topic = raw_topic(topics.TRANSCODE_REQUESTED)
 
 
 @app.agent(uploaded_topic)
@@ -97,7 +97,7 @@ async def plan_and_fan_out(uploaded: dict[str, Any], info: SourceInfo, source_pa
     # audio): every partition used starts with first-pass work and the rest queues behind it, so whichever
     # workers hold them do the fast pass first. Partition order is the only order Kafka keeps.
     first_pass = sum(1 for job in jobs if len(job["renditions"]) == 1 and job["renditions"][0]["name"] in first_names)
-    partitions = min(await transcode_partitions(), max(1, first_pass))
+    partitions = min(topics.partitions(topics.TRANSCODE_REQUESTED), max(1, first_pass))
     codec = default_codec()
     for index, job in enumerate(jobs):
         await transcode_topic.send(
@@ -123,13 +123,3 @@ async def publish_poster(
         log.warning("video %s: no poster (%s)", video_id, exc)
         return
     await upload(load_settings().storage.media_bucket, media_key(video_id, "poster.jpg"), poster)
-
-
-async def transcode_partitions() -> int:
-    global _partition_count
-    if _partition_count is None:
-        from common.kafka import admin_client
-
-        metadata = await asyncio.to_thread(admin_client().list_topics, transcode_topic.get_topic_name(), 30)
-        _partition_count = len(metadata.topics[transcode_topic.get_topic_name()].partitions) or 1
-    return _partition_count

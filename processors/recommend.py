@@ -31,10 +31,9 @@ from typing import Any
 import faust
 from prometheus_client import Counter
 
-from common.cassandra import cassandra_session
-from common.settings import load_settings
-from infra.topics import load_specs
-from processors.app import app, topic_name
+from common import topics
+from common.cassandra import shared_session
+from processors.app import app, raw_topic, topic_name
 from processors.dead_letters import decoded
 from processors.retry import until_applied
 from sinks.discovery import Discovery, hour_of
@@ -45,11 +44,6 @@ RECENT_PER_VIEWER = 20
 NEIGHBOURS_KEPT = 100
 VIEWS_COUNTED = Counter("recommend_views_total", "View events seen by the recommenders", ["outcome"])
 PAIRS = Counter("recommend_co_watch_pairs_total", "Co-watch pairs counted")
-
-
-def views_partitions() -> int:
-    name = topic_name("engagement.views")
-    return next(spec.partitions for spec in load_specs(load_settings()) if spec.name == name)
 
 
 class ViewerView(faust.Record, serializer="json"):
@@ -67,13 +61,13 @@ class CoWatch(faust.Record, serializer="json"):
     others: list[str]
 
 
-PARTITIONS = views_partitions()
-views_topic = app.topic(topic_name("engagement.views"), key_serializer="raw", value_serializer="raw")
+PARTITIONS = topics.partitions(topics.ENGAGEMENT_VIEWS)
+views_topic = raw_topic(topics.ENGAGEMENT_VIEWS)
 views_by_viewer_topic = app.topic(
-    topic_name("recommend.views-by-viewer"), key_type=str, value_type=ViewerView, partitions=PARTITIONS, internal=True
+    topic_name(topics.VIEWS_BY_VIEWER), key_type=str, value_type=ViewerView, partitions=PARTITIONS, internal=True
 )
 co_watches_topic = app.topic(
-    topic_name("recommend.co-watches"), key_type=str, value_type=CoWatch, partitions=PARTITIONS, internal=True
+    topic_name(topics.CO_WATCHES), key_type=str, value_type=CoWatch, partitions=PARTITIONS, internal=True
 )
 # Co-partitioned with engagement.views: keyed "<video>|<session>" and "<video>", both from events of that video.
 view_to_counted = app.Table("view-to-counted", default=bool, key_type=str, partitions=PARTITIONS)
@@ -84,7 +78,7 @@ video_to_neighbours = app.Table("video-to-neighbours", default=dict, key_type=st
 
 @functools.cache
 def discovery() -> Discovery:
-    return Discovery(cassandra_session(load_settings().cassandra))
+    return Discovery(shared_session())
 
 
 def viewer_of(view: dict[str, Any]) -> str:

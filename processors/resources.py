@@ -15,10 +15,9 @@ from pathlib import Path
 
 from minio import Minio
 
-from common.cassandra import cassandra_session
-from common.settings import load_settings
+from common.cassandra import shared_session
+from common.settings import load_settings, state_dir
 from common.storage import storage_client
-from infra.stack import state_dir
 from sinks.catalog import Catalog
 
 # Sources kept per worker: chunks of one video usually land on the same worker one after another.
@@ -35,7 +34,7 @@ CONTENT_TYPES = {
 
 @functools.cache
 def catalog() -> Catalog:
-    return Catalog(cassandra_session(load_settings().cassandra))
+    return Catalog(shared_session())
 
 
 @functools.cache

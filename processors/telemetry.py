@@ -50,8 +50,9 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from faust.types import EventT
 from prometheus_client import Counter, Gauge, Histogram
 
+from common import topics
 from common.avro import default_codec
-from common.cassandra import cassandra_session
+from common.cassandra import shared_session
 from common.kafka import admin_client, consumer, durable_producer
 from common.qoe.partition import (
     CHECKPOINT_KEY,
@@ -63,8 +64,6 @@ from common.qoe.partition import (
     checkpoint_from_records,
 )
 from common.qoe.views import from_ms
-from common.settings import load_settings
-from infra.topics import load_specs
 from processors.app import app, topic_name
 from processors.dead_letters import dead_letter
 from processors.retry import until_applied
@@ -109,9 +108,9 @@ CONSUMER_LAG = Gauge(
 )
 
 # Consumed by aggregate_qoe with confluent-kafka, not through a Faust topic object.
-TELEMETRY_TOPIC = topic_name("playback.telemetry")
-TELEMETRY_PARTITIONS = next(spec.partitions for spec in load_specs(load_settings()) if spec.name == TELEMETRY_TOPIC)
-CHECKPOINT_TOPIC = topic_name("qoe.session-checkpoints")
+TELEMETRY_TOPIC = topic_name(topics.PLAYBACK_TELEMETRY)
+TELEMETRY_PARTITIONS = topics.partitions(topics.PLAYBACK_TELEMETRY)
+CHECKPOINT_TOPIC = topic_name(topics.QOE_CHECKPOINTS)
 
 
 class CheckpointNotDurable(KafkaException):
@@ -137,7 +136,7 @@ class QoeWorker:
 
     @functools.cached_property
     def store(self) -> QoeStore:
-        return QoeStore(cassandra_session(load_settings().cassandra))
+        return QoeStore(shared_session())
 
     @functools.cached_property
     def producer(self) -> Producer:

@@ -25,10 +25,11 @@ from typing import Any
 import faust
 from prometheus_client import Counter, Histogram
 
+from common import topics
 from common.avro import default_codec
 from common.settings import load_settings
 from common.storage import media_key
-from processors.app import app, topic_name
+from processors.app import app, raw_topic
 from processors.dead_letters import decoded
 from processors.media.encode import RenditionChunk, encode_audio, encode_chunk
 from processors.plan import audio_from_event, chunk_from_event, from_rational, rung_from_event
@@ -48,8 +49,8 @@ JOB_SECONDS = Histogram(
     "transcode_job_seconds", "Wall time of one transcode request", ["kind"], buckets=(1, 2, 5, 10, 20, 40, 80, 160)
 )
 
-transcode_topic = app.topic(topic_name("video.transcode-requested"), key_serializer="raw", value_serializer="raw")
-segment_ready_topic = app.topic(topic_name("video.segment-ready"), key_serializer="raw", value_serializer="raw")
+transcode_topic = raw_topic(topics.TRANSCODE_REQUESTED)
+segment_ready_topic = raw_topic(topics.SEGMENT_READY)
 
 
 @app.agent(transcode_topic, concurrency=CONCURRENCY)

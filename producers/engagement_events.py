@@ -12,18 +12,13 @@ on one partition, so its totals are recounted by one agent at a time.
 
 from __future__ import annotations
 
-import functools
 import zlib
 from datetime import UTC, datetime
 from typing import Literal
 
+from common import topics
 from common.settings import Settings
-from infra.topics import load_specs
 from producers.video_events import Delivered, VideoEventPublisher
-
-COMMENTS_TOPIC = "engagement.comments"
-RATINGS_TOPIC = "engagement.ratings"
-VIEWS_TOPIC = "engagement.views"
 
 RatingValue = Literal["LIKE", "DISLIKE", "NONE"]
 
@@ -35,12 +30,6 @@ def rating_key(video_id: str, viewer_id: str) -> str:
 def video_partition(video_id: str, partitions: int) -> int:
     """The partition a ``video_id`` key gets from librdkafka's default (consistent) partitioner."""
     return zlib.crc32(video_id.encode()) % partitions
-
-
-@functools.cache
-def _partitions(settings: Settings, topic: str) -> int:
-    # topics.yaml is the source of truth the reconciler applies to the cluster.
-    return next(spec.partitions for spec in load_specs(settings) if spec.name == settings.topic(topic))
 
 
 class EngagementEvents:
@@ -69,7 +58,9 @@ class EngagementEvents:
             "body": body,
             "posted_at": posted_at or datetime.now(UTC),
         }
-        return await self.publisher.publish(self.settings.topic(COMMENTS_TOPIC), video_id, "CommentPosted", value)
+        return await self.publisher.publish(
+            self.settings.topic(topics.ENGAGEMENT_COMMENTS), video_id, "CommentPosted", value
+        )
 
     async def comment_removed(self, comment_id: str, video_id: str, removed_by: str) -> Delivered:
         value = {
@@ -78,7 +69,9 @@ class EngagementEvents:
             "removed_by": removed_by,
             "removed_at": datetime.now(UTC),
         }
-        return await self.publisher.publish(self.settings.topic(COMMENTS_TOPIC), video_id, "CommentRemoved", value)
+        return await self.publisher.publish(
+            self.settings.topic(topics.ENGAGEMENT_COMMENTS), video_id, "CommentRemoved", value
+        )
 
     async def rating_set(
         self,
@@ -88,7 +81,7 @@ class EngagementEvents:
         value: RatingValue,
         rated_at: datetime | None = None,
     ) -> Delivered:
-        topic = self.settings.topic(RATINGS_TOPIC)
+        topic = self.settings.topic(topics.ENGAGEMENT_RATINGS)
         event = {
             "video_id": video_id,
             "user_id": account_id,
@@ -97,7 +90,7 @@ class EngagementEvents:
             "rated_at": rated_at or datetime.now(UTC),
         }
         key = rating_key(video_id, profile_id or account_id)
-        partition = video_partition(video_id, _partitions(self.settings, RATINGS_TOPIC))
+        partition = video_partition(video_id, topics.partitions(topics.ENGAGEMENT_RATINGS))
         return await self.publisher.publish(topic, key, "RatingSet", event, partition=partition)
 
     async def view_recorded(
@@ -119,4 +112,6 @@ class EngagementEvents:
             "position_s": position_s,
             "viewed_at": viewed_at or datetime.now(UTC),
         }
-        return await self.publisher.publish(self.settings.topic(VIEWS_TOPIC), video_id, "ViewRecorded", value)
+        return await self.publisher.publish(
+            self.settings.topic(topics.ENGAGEMENT_VIEWS), video_id, "ViewRecorded", value
+        )

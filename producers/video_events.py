@@ -28,23 +28,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from common import topics
 from common.avro import AvroCodec, RecordEncoder
 from common.kafka import durable_producer
+from common.lifecycle import VideoStatus
 from common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
-
-UPLOADED_TOPIC = "video.uploaded"
-LIFECYCLE_TOPIC = "video.lifecycle"
-
-# The VideoStatus enum of schemas/VideoStatusChanged.avsc.
-VideoStatus = Literal["UPLOADING", "PROCESSING", "PLAYABLE", "READY", "FAILED", "DELETED"]
-# The records video.lifecycle carries (topics.yaml): a status change, or a privacy change (status unchanged).
-LIFECYCLE_RECORDS = ("VideoStatusChanged", "VideoPrivacyChanged")
 
 
 class PublishError(RuntimeError):
@@ -280,7 +274,9 @@ class VideoEventPublisher:
 
     async def video_uploaded(self, event: Mapping[str, Any]) -> Delivered:
         """A ``VideoUploaded`` on ``video.uploaded``, keyed by its video id."""
-        return await self.publish(self.settings.topic(UPLOADED_TOPIC), str(event["video_id"]), "VideoUploaded", event)
+        return await self.publish(
+            self.settings.topic(topics.VIDEO_UPLOADED), str(event["video_id"]), "VideoUploaded", event
+        )
 
     async def status_changed(
         self,
@@ -298,7 +294,7 @@ class VideoEventPublisher:
             "changed_at": changed_at or datetime.now(UTC),
             "progress": progress,
         }
-        return await self.publish(self.settings.topic(LIFECYCLE_TOPIC), video_id, "VideoStatusChanged", value)
+        return await self.publish(self.settings.topic(topics.VIDEO_LIFECYCLE), video_id, "VideoStatusChanged", value)
 
     async def privacy_changed(
         self,
@@ -316,4 +312,4 @@ class VideoEventPublisher:
             "changed_at": changed_at or datetime.now(UTC),
             "changed_by": changed_by,
         }
-        return await self.publish(self.settings.topic(LIFECYCLE_TOPIC), video_id, "VideoPrivacyChanged", value)
+        return await self.publish(self.settings.topic(topics.VIDEO_LIFECYCLE), video_id, "VideoPrivacyChanged", value)

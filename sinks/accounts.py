@@ -23,8 +23,7 @@ from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
-from common.cassandra import cassandra_session
-from sinks.catalog import run
+from common.cassandra import cassandra_session, run
 
 ROLES = ("viewer", "creator", "admin")
 

@@ -8,13 +8,15 @@ event replayed after a crash writes the same rows again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cassandra.cluster import ResponseFuture, Session
-from cassandra.query import PreparedStatement, Statement
+from cassandra.cluster import Session
+
+from common.cassandra import run
+from sinks.discovery import Discovery
 
 # The fields a creator may set; everything else on a video is owned by the platform.
 EDITABLE_FIELDS = ("title", "description", "tags", "privacy", "thumbnail_time_s")
@@ -23,38 +25,6 @@ STATUSES = ("uploading", "processing", "playable", "ready", "failed", "deleted")
 # How far beyond its own time a deletion's status cell is stamped: about 300 years, more than any clock skew or
 # replay, well within Cassandra's 64-bit microsecond timestamps (see Catalog.mark_deleted).
 DELETED_CELL_OFFSET_US = 10**16
-
-
-async def run(
-    session: Session, statement: PreparedStatement | Statement | str, params: Sequence[Any] = ()
-) -> list[Any]:
-    """Execute without blocking the event loop, following every result page (the driver pages at 5000 rows):
-    the driver's callbacks resolve an asyncio future once the last page arrived."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[list[Any]] = loop.create_future()
-    future: ResponseFuture = session.execute_async(statement, params)
-    rows: list[Any] = []
-
-    def resolve() -> None:
-        if not done.done():
-            done.set_result(rows)
-
-    def fail(exc: BaseException) -> None:
-        if not done.done():
-            done.set_exception(exc)
-
-    def on_success(page: Iterable[Any]) -> None:
-        rows.extend(page or [])
-        if future.has_more_pages:
-            future.start_fetching_next_page()  # the callbacks fire again with the next page
-        else:
-            loop.call_soon_threadsafe(resolve)
-
-    def on_error(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(fail, exc)
-
-    future.add_callbacks(on_success, on_error)
-    return await done
 
 
 @dataclass(frozen=True)
@@ -186,8 +156,6 @@ class Catalog:
         """Search terms and the text vector on the video row (sinks/discovery.py), kept in step with its text."""
         discovery = getattr(self, "_discovery", None)
         if discovery is None:
-            from sinks.discovery import Discovery  # imported here: sinks.discovery builds on this module
-
             discovery = self._discovery = await asyncio.to_thread(Discovery, self.session)
         await discovery.index_text(video_id, title, description, tags)
 

@@ -22,7 +22,7 @@ import aiohttp
 
 from common.settings import Settings
 
-# The ids the API accepts (api/videos.py VIDEO_ID_RE) and the VCL checks again: nothing else reaches a ban.
+# The ids the API accepts (api/http.py VIDEO_ID_RE) and the VCL checks again: nothing else reaches a ban.
 VIDEO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 PURGE_HEADER = "X-Purge-Video"
 BAN_METHOD = "BAN"

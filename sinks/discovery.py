@@ -25,7 +25,7 @@ from cassandra import WriteFailure
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
-from sinks.catalog import run
+from common.cassandra import cassandra_session, run
 from sinks.text_index import embed, normalized_title, query_terms, search_terms, stems
 
 # What a list, a search hit or a recommendation shows of a video (never the plan or the source location).
@@ -455,8 +455,6 @@ async def for_you(discovery: Discovery, viewer_id: str, now: datetime, limit: in
 
 
 async def _reindex_main() -> int:
-    from common.cassandra import cassandra_session
-
     session = await asyncio.to_thread(cassandra_session)
     try:
         count = await Discovery(session).reindex_all()

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from cassandra.cluster import ResponseFuture, Session
 from cassandra.query import PreparedStatement
 
-from sinks.catalog import run
+from common.cassandra import run
 
 log = logging.getLogger(__name__)
 

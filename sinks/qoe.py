@@ -23,9 +23,9 @@ import orjson
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from common.cassandra import run
 from common.qoe.views import ViewMetrics, from_ms
 from common.qoe.windows import Scope, WindowRow, finalise_partials
-from sinks.catalog import run
 
 WINDOW_COLUMNS = (
     "views_started concurrent_viewers events bytes_served views started_views playback_failures "

@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from api.auth import Principal
 from api.keys import accounts_key
+from api.tokens import Principal
 
 PASSWORD = "correct horse battery staple"
 

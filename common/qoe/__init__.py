@@ -9,5 +9,4 @@ changelog topic) and call the functions; the metric definitions are those of sha
     windows.new_windows() / add_view / add_activity     -> tumbling 10 s / 60 s windows per scope
     windows.closable / finalise / evict                 -> WindowRow with deterministic keys
     cmcd.parse_* / cmcd.v1_event / cmcd.v2_events        -> CMCD v1 (request) and v2 (event mode) to PlaybackEvents
-    simulate.generate(seed, n)                          -> players with a known ground truth (tests, load bench)
 """

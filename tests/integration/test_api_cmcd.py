@@ -15,8 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.app import init_app
-from api.cmcd import collector_key, device_class_of
-from api.keys import catalog_key
+from api.cmcd import device_class_of
+from api.keys import catalog_key, collector_key
 from common.qoe import views
 from common.settings import Settings
 from common.storage import storage_client

@@ -1,6 +1,6 @@
 """The analysts' QoE API against the real Cassandra, in a fresh keyspace holding only this test's rows.
 
-Simulated sessions (common/qoe/simulate.py, whose ground truth the simulator booked itself) go through
+Simulated sessions (tests/qoe_simulate.py, whose ground truth the simulator booked itself) go through
 one partition's aggregate (common/qoe/partition.py) and the same QoeStore writes the worker makes (views,
 window partials, window rows). Every number the API returns must equal the offline recount of the truth:
 window values as
@@ -26,13 +26,13 @@ from cassandra.concurrent import execute_concurrent_with_args
 from api.app import init_app
 from api.keys import catalog_key
 from common.cassandra import cassandra_session
-from common.qoe import simulate
 from common.qoe.partition import PartitionAggregate
 from common.qoe.views import ViewMetrics, from_ms, to_ms
 from common.qoe.windows import GRANULARITIES_S, new_partial
 from common.settings import Settings
 from sinks.migrate import migrate
 from sinks.qoe import QoeStore, aggregate_json, window_start_ms
+from tests import qoe_simulate as simulate
 from tests.auth_tools import authorize, sign_up
 
 pytestmark = pytest.mark.integration

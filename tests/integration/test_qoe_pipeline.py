@@ -24,10 +24,10 @@ from cassandra.cluster import NoHostAvailable, Session
 
 from common.avro import AvroCodec
 from common.kafka import durable_producer
-from common.qoe import simulate
 from common.qoe.views import ViewMetrics, from_ms
 from common.settings import Settings
 from infra.stack import find_java17, pid_alive, servers
+from tests import qoe_simulate as simulate
 from tests.scratch import WorkerRig as QoeRig
 from tests.scratch import scratch_worker_rig
 from tests.unit.qoe.test_qoe_oracle import check_views, pct

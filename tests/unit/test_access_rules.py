@@ -9,7 +9,8 @@ import pytest
 
 from api.access import can_view, is_gone, owns
 from api.errors import InvalidRequest
-from api.tokens import Principal, SlidingWindow, TokenService
+from api.state import SlidingWindow
+from api.tokens import Principal, TokenService
 from api.validation import parse_edit_body
 from common.settings import AuthSettings
 

@@ -1,6 +1,6 @@
 """The CDN purge in memory: which lifecycle events purge, duplicates, retries until the edge confirms, the agent
-in Faust's test_context (no broker), the status sink passing over privacy changes, and the purge interface's
-HTTP request against an in-process stand-in for the edge."""
+in Faust's test_context (no broker), the one writer of an agent's status and the event it publishes, and the
+purge interface's HTTP request against an in-process stand-in for the edge."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from common.avro import AvroCodec
-from processors import cdn_purge, dead_letters, lifecycle
+from processors import cdn_purge, dead_letters
+from processors import status as status_module
 from processors.cdn_purge import EdgePurger, purge_reason
 from sinks.cdn_edge import CdnEdge, EdgePurgeError, NoEdge
 
@@ -181,17 +182,27 @@ class FakeCatalog:
         self.statuses.append((video_id, value))
 
 
-async def test_the_status_sink_passes_over_privacy_changes(
-    monkeypatch: pytest.MonkeyPatch, parked: list[tuple[str, str]]
+async def test_an_agents_status_is_written_once_and_published_in_the_events_spelling(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """publish_status is the one writer of an agent's status: the row (catalogue spelling), then the event."""
     catalog = FakeCatalog()
-    monkeypatch.setattr(lifecycle, "catalog", lambda: catalog)
-    async with lifecycle.record_status_changes.test_context() as agent:
-        await agent.put(CODEC.encode("VideoStatusChanged", status("a", "READY")))
-        await agent.put(CODEC.encode("VideoPrivacyChanged", privacy("a")))
-        await agent.put(CODEC.encode("VideoStatusChanged", status("a", "DELETED")))
-    assert catalog.statuses == [("a", "ready"), ("a", "deleted")]
-    assert parked == []  # a privacy change is a record of the topic, not a poison message
+    sent: list[tuple[bytes, bytes]] = []
+
+    async def send(*, key: bytes, value: bytes) -> None:
+        sent.append((key, value))
+
+    monkeypatch.setattr(status_module, "catalog", lambda: catalog)
+    monkeypatch.setattr(status_module.lifecycle_topic, "send", send)
+    await status_module.publish_status("a", "ready")
+    await status_module.publish_status("a", "failed", "no video stream")
+    assert catalog.statuses == [("a", "ready"), ("a", "failed")]
+    events = [(key, CODEC.decode(value, "VideoStatusChanged")) for key, value in sent]
+    assert [(key, event["status"], event["reason"]) for key, event in events] == [
+        (b"a", "READY", None),
+        (b"a", "FAILED", "no video stream"),
+    ]
+    assert [purge_reason("VideoStatusChanged", event) for _, event in events] == ["ready", "failed"]
 
 
 # --- the purge interface's request ----------------------------------------------------------------

@@ -14,7 +14,8 @@ from aiohttp.test_utils import make_mocked_request
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from api.app import init_app
-from api.openapi import load_document, openapi_body_key, openapi_json
+from api.keys import openapi_body_key
+from api.openapi import load_document, openapi_json
 from common.settings import load_settings
 
 METHODS = ("get", "put", "post", "delete", "patch")

@@ -29,13 +29,13 @@ from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
 from common.avro import AvroCodec
-from common.qoe import simulate
 from common.qoe.partition import CHECKPOINT_KEY, MANIFEST_KEY, checkpoint_from_records
 from common.qoe.views import ViewMetrics
 from common.qoe.windows import WindowRow, finalise_partials
 from processors import retry, telemetry
 from processors.telemetry import QoeWorker
 from sinks.qoe import now_us
+from tests import qoe_simulate as simulate
 from tests.unit.qoe.test_qoe_oracle import check_views, check_windows
 
 CODEC = AvroCodec()

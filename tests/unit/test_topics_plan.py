@@ -7,8 +7,10 @@ import dataclasses
 import faust
 import pytest
 
+from common import topics
 from common.settings import KafkaSettings, Settings
-from infra.topics import ActualTopic, TopicSpec, load_specs, plan_changes
+from common.topics import TopicSpec, load_specs
+from infra.topics import ActualTopic, plan_changes
 
 
 def spec(name: str = "t", partitions: int = 3, rf: int = 1, **config: str) -> TopicSpec:
@@ -70,6 +72,16 @@ def test_topics_yaml_covers_every_designed_topic_with_its_dlq() -> None:
         assert specs[f"{name}.dlq"].value_schema == "DeadLetter"
     assert specs["video.lifecycle"].key == "video_id"
     assert specs["playback.telemetry"].key == "session_id"
+
+
+def test_every_topic_name_of_the_code_is_declared_with_its_partitions() -> None:
+    """common/topics.py is where the code finds a topic: each of its names is a topic of topics.yaml."""
+    specs = {s.name: s for s in load_specs(Settings())}
+    names = [value for key, value in vars(topics).items() if key.isupper() and isinstance(value, str)]
+    assert len(names) == 11
+    for name in names:
+        assert name in specs, f"{name} is not in topics.yaml"
+        assert topics.partitions(name) == specs[name].partitions
 
 
 @pytest.mark.parametrize(("replication", "min_isr"), [(1, "1"), (3, "2")])

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from common.qoe import simulate, views, windows
+from common.qoe import views, windows
 from common.qoe.views import ViewMetrics
+from tests import qoe_simulate as simulate
 
 CLOSE_WINDOWS_EVERY_MS = 1000
 INACTIVITY_MS = int(views.DEFAULT_INACTIVITY_S * 1000)

@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 import pytest
 
-from common.qoe import simulate
 from common.qoe.partition import (
     CHECKPOINT_KEY,
     COUNTED_RETENTION_MS,
@@ -40,6 +39,7 @@ from common.qoe.partition import (
 )
 from common.qoe.views import ViewMetrics, to_ms
 from common.qoe.windows import GRANULARITIES_S, WindowRow, finalise_partials
+from tests import qoe_simulate as simulate
 from tests.unit.qoe.qoe_events import SID, T0, numbered, r720
 from tests.unit.qoe.test_qoe_oracle import check_views, check_windows
 

@@ -33,7 +33,7 @@ like any other (and may itself end, fail or be abandoned). The gap also exists f
 that silence, so delivery delays (at most ``max_delay_ms``) neither hide a gap nor, since they stay below
 30 s - ``MAX_EVENT_GAP_MS``, create one.
 
-    python -m common.qoe.simulate 1000   # prints the ground-truth totals of 1000 sessions
+    python -m tests.qoe_simulate 1000   # prints the ground-truth totals of 1000 sessions
 """
 
 from __future__ import annotations
