@@ -35,11 +35,14 @@ DEMO_LOGIN = --email demo-creator@vidplat.local --password-file "$${VIDPLAT_STAT
 
 demo: services ## set everything up, upload a sample, follow it to ready, play it in a real player, print its QoE row
 	@$(PY) -m infra.stack status
-	@# The demo creator: signed up on first use, its generated password kept in the state directory.
+	@# The demo creator: signed up on first use, its generated password kept in the state directory. The upload's
+	@# lines are copied to stderr through a pipe, not by reopening /dev/stderr (that truncates a redirected log).
 	@set -o pipefail; video_id=$$($(PY) -m producers.upload_cli "$$($(PY) -m infra.sample)" --title "Big Buck Bunny" \
 		--description "Sample: natural content, CC-BY Blender Foundation" --tags sample,animation --thumbnail-time 2 \
-		$(DEMO_LOGIN) --sign-up | tee /dev/stderr | sed -n 's/^video_id: //p'); \
+		$(DEMO_LOGIN) --sign-up | tee >(cat >&2) | sed -n 's/^video_id: //p'); \
 	$(PY) -m producers.watch_cli "$$video_id" $(DEMO_LOGIN)
+	@echo "web app: http://$${API_HOST:-127.0.0.1}:$${API_PORT:-8080}/ (through the edge: $${EDGE_URL:-http://127.0.0.1:8081}/)"
+	@echo "  sign in as demo-creator@vidplat.local, password in $${VIDPLAT_STATE_DIR:-.state}/demo-creator.password"
 
 test: up ## run every test: unit, integration and end-to-end against the real servers
 	@$(PY) -m pytest

@@ -15,6 +15,7 @@ from sinks.catalog import Catalog
 from sinks.discovery import Discovery
 from sinks.engagement import EngagementStore
 from sinks.qoe import QoeStore
+from sinks.tus_uploads import TusUploads
 
 settings_key = web.AppKey("settings", Settings)
 config_key = web.AppKey("config", ApiConfig)
@@ -26,6 +27,8 @@ engagement_store_key = web.AppKey("engagement_store", EngagementStore)
 store_key = web.AppKey("store", ObjectStore)
 auth_key = web.AppKey("auth", AuthService)
 accounts_key = web.AppKey("accounts", Accounts)
+# The state rows of tus resumable uploads (api/tus.py).
+tus_uploads_key = web.AppKey("tus_uploads", TusUploads)
 # Per-process state of the collectors (api/state.py) and the served OpenAPI document (api/openapi.py).
 limits_key = web.AppKey("telemetry_limits", SessionLimits)
 collector_key = web.AppKey("cmcd_collector", CollectorState)

@@ -9,7 +9,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import auth, cmcd, discovery, engagement, health, openapi, playback, qoe, telemetry, uploads, videos
+from api import (
+    auth,
+    cmcd,
+    discovery,
+    engagement,
+    health,
+    openapi,
+    playback,
+    qoe,
+    telemetry,
+    tus,
+    uploads,
+    videos,
+    webapp,
+)
 
 VIDEO = "/api/v1/videos/{video_id}"
 # The per-video playback files; anything else under a video is one of its renditions (or a 404).
@@ -70,6 +84,16 @@ def setup_routes(app: web.Application) -> None:
     router.add_post(VIDEO + "/complete", uploads.complete_upload, name="video_complete")
     router.add_patch(VIDEO, videos.edit_video, name="video_edit")
     router.add_delete(VIDEO, videos.delete_video, name="video_delete")
+    # Resumable uploads (tus 1.0). Their state store and expiry sweep, and the Tus-Resumable/CORS headers of their
+    # answers, come with them (added after init_app's resources and CORS hook, which they build on).
+    router.add_route("OPTIONS", tus.TUS_PATH, tus.tus_options, name="tus_options")
+    router.add_post(tus.TUS_PATH, tus.create_upload, name="tus_create")
+    router.add_route("OPTIONS", tus.TUS_PATH + "/{upload_id}", tus.tus_options, name="tus_upload_options")
+    router.add_head(tus.TUS_PATH + "/{upload_id}", tus.upload_offset, name="tus_upload_offset")
+    router.add_patch(tus.TUS_PATH + "/{upload_id}", tus.patch_upload, name="tus_upload_patch")
+    router.add_delete(tus.TUS_PATH + "/{upload_id}", tus.terminate_upload, name="tus_upload_delete")
+    app.cleanup_ctx.append(tus.tus_ctx)
+    app.on_response_prepare.append(tus.add_tus_headers)
     # Playback (GET also answers HEAD).
     router.add_get(VIDEO_ASSET, playback.video_asset, name="video_asset")
     router.add_get(VIDEO + "/{rendition}/{file}", playback.rendition_file, name="rendition_file")
@@ -78,3 +102,5 @@ def setup_routes(app: web.Application) -> None:
         VIDEO + "/p/{token}/" + VIDEO_ASSET.removeprefix(VIDEO + "/"), playback.video_asset, name="private_asset"
     )
     router.add_get(VIDEO + "/p/{token}/{rendition}/{file}", playback.rendition_file, name="private_rendition_file")
+    # The web app (web/app) for every other GET outside /api/: a fallback middleware, not a route (api/webapp.py).
+    webapp.setup_web_app(app)

@@ -27,8 +27,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import mimetypes
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -43,14 +41,13 @@ from api.access import owned_video, require_role
 from api.config import MiB
 from api.errors import Conflict, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from api.http import base_url, iso, now_ms, read_json_object, video_id_of
-from api.keys import catalog_key, config_key, events_key, settings_key, store_key
+from api.intake import create_row, finish_upload, guess_content_type
+from api.keys import catalog_key, config_key, settings_key, store_key
 from api.storage import ObjectInfo, source_key
 from api.validation import VideoMetadata, parse_create_body, parse_form_fields
 
 log = logging.getLogger(__name__)
 
-# The owner of the videos uploaded before accounts existed: only an admin may change them.
-ANONYMOUS_OWNER = "anonymous"
 # The form upload streams to S3 in parts of this size (the most it holds in memory per upload).
 FORM_PART_SIZE = 10 * MiB
 FORM_READ_CHUNK = 256 * 1024
@@ -59,48 +56,9 @@ FORM_FIELD_MAX_BYTES = 64 * 1024
 FORM_FIELDS_MAX = 20
 # Rough processing throughput for the estimate returned by the form upload.
 PROCESSING_BYTES_PER_S = 2_000_000
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-
-
-def trace_id_of(request: web.Request) -> str:
-    """The W3C trace id of the request, else its X-Request-Id, else a new id: carried into VideoUploaded."""
-    traceparent = request.headers.get("traceparent", "")
-    parts = traceparent.split("-")
-    if len(parts) == 4 and re.fullmatch(r"[0-9a-f]{32}", parts[1]):
-        return parts[1]
-    request_id = request.headers.get("X-Request-Id", "")
-    if re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", request_id):
-        return request_id
-    return uuid.uuid4().hex
-
-
-def guess_content_type(declared: str | None, filename: str | None) -> str:
-    if declared and declared.split(";")[0].strip().lower() not in (DEFAULT_CONTENT_TYPE, "binary/octet-stream"):
-        return declared
-    guessed = mimetypes.guess_type(filename)[0] if filename else None
-    return guessed or declared or DEFAULT_CONTENT_TYPE
 
 
 # --- creating and completing uploads --------------------------------------------------------------
-
-
-async def _create_row(app: web.Application, video_id: str, owner_id: str, meta: VideoMetadata) -> None:
-    settings, catalog = app[settings_key], app[catalog_key]
-    created = await catalog.create_video(
-        video_id,
-        owner_id,
-        meta.catalog_fields(),
-        settings.storage.uploads_bucket,
-        source_key(video_id),
-        meta.filename,
-    )
-    if not created:  # a UUID4 collision: never in practice, but never overwrite a row either
-        raise Conflict("video id already exists")
-    writes: list[Awaitable[None]] = [catalog.set_status(video_id, "uploading", None, now_ms())]
-    if meta.size_bytes is not None:
-        # The declared size until the upload completes; complete compares the stored object with it.
-        writes.append(catalog.record_upload(video_id, meta.size_bytes))
-    await asyncio.gather(*writes)
 
 
 async def _upload_plan(request: web.Request, video_id: str, meta: VideoMetadata) -> dict[str, Any]:
@@ -145,7 +103,7 @@ async def create_video(request: web.Request) -> web.Response:
     principal = require_role(request, "creator")
     meta = parse_create_body(await read_json_object(request), app[config_key].max_upload_bytes)
     video_id = str(uuid.uuid4())
-    await _create_row(app, video_id, principal.account_id, meta)
+    await create_row(app, video_id, principal.account_id, meta)
     try:
         upload = await _upload_plan(request, video_id, meta)
     except Exception as exc:
@@ -184,52 +142,6 @@ async def _complete_multipart(
         if exc.code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
             raise InvalidRequest("storage refused the parts", f"{exc.code}: {exc.message}") from None
         raise
-
-
-async def finish_upload(
-    request: web.Request, video: Any, video_id: str, info: ObjectInfo, content_type: str | None
-) -> None:
-    """The common end of every upload: ``processing`` in the catalogue, then the events on Kafka.
-
-    Raises Conflict when another request already completed the upload, and PublishError (503) after
-    moving the row back to ``uploading`` when Kafka did not acknowledge the events.
-    """
-    app = request.app
-    catalog, events = app[catalog_key], app[events_key]
-    changed_at = now_ms()
-    if not await catalog.transition_status(video_id, "uploading", "processing", None, changed_at):
-        current = await catalog.get_video(video_id)
-        raise Conflict("upload already completed", {"status": current.status if current else None})
-    await asyncio.gather(
-        catalog.record_upload(video_id, info.size),
-        catalog.set_status(video_id, "processing", None, changed_at),
-    )
-    uploaded = {
-        "video_id": video_id,
-        "owner_id": video.owner_id or ANONYMOUS_OWNER,
-        "source_bucket": video.source_bucket,
-        "source_key": video.source_key,
-        "size_bytes": info.size,
-        "content_type": guess_content_type(content_type or info.content_type, video.original_filename),
-        "original_filename": video.original_filename or "",
-        "title": video.title or "",
-        "thumbnail_time_s": video.thumbnail_time_s,
-        "uploaded_at": changed_at,
-        "trace_id": trace_id_of(request),
-    }
-    results = await asyncio.gather(
-        events.video_uploaded(uploaded),
-        events.status_changed(video_id, "PROCESSING", None, changed_at),
-        return_exceptions=True,
-    )
-    failure = next((r for r in results if isinstance(r, BaseException)), None)
-    if failure is not None:
-        reason = "events not acknowledged by Kafka; complete the upload again"
-        reverted_at = now_ms()
-        if await catalog.transition_status(video_id, "processing", "uploading", reason, reverted_at):
-            await catalog.set_status(video_id, "uploading", reason, reverted_at)
-        raise failure
-    log.info("video %s uploaded (%d bytes), events published", video_id, info.size)
 
 
 async def complete_upload(request: web.Request) -> web.Response:
@@ -433,7 +345,7 @@ async def upload_video_form(request: web.Request) -> web.Response:
     reader, fields, file_part = await _parse_form(request)
     meta = _form_metadata(fields, file_part, limit)
     video_id = str(uuid.uuid4())
-    await _create_row(app, video_id, principal.account_id, meta)
+    await create_row(app, video_id, principal.account_id, meta)
     async with _abandoned_on_failure(request, video_id, limit):
         info = await _stream_file(app, video_id, reader, file_part, meta, limit)
     video = await app[catalog_key].get_video(video_id)

@@ -45,4 +45,22 @@ if [ -f web/player-check/package-lock.json ] && [ ! -d web/player-check/node_mod
   echo "[bootstrap] installing the browser player checker (npm ci)"
   (cd web/player-check && npm ci --silent --no-audit --no-fund)
 fi
+# The web app (web/app, served by the API at /): its packages installed when the lock file changed, the app built
+# when any of its inputs changed (the stamp in dist/ names their hash; Vite empties dist/ on each build).
+if [ "${WITH_BROWSER:-1}" = 1 ] && [ -f web/app/package-lock.json ]; then
+  lock=$(sha256sum web/app/package-lock.json | cut -c1-16)
+  if [ ! -f "web/app/node_modules/.installed-$lock" ]; then
+    echo "[bootstrap] installing the web app's packages (npm ci)"
+    (cd web/app && npm ci --silent --no-audit --no-fund) \
+      || { echo "[bootstrap] error: npm ci failed in web/app (is the npm registry reachable?)" >&2; exit 1; }
+    touch "web/app/node_modules/.installed-$lock"
+  fi
+  inputs=$( (cd web/app && find src scripts index.html package.json package-lock.json tsconfig.json vite.config.ts \
+    ../sdk/vidplat-telemetry.js -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)
+  if [ ! -f "web/app/dist/.built-$inputs" ]; then
+    echo "[bootstrap] building the web app (npm run build in web/app)"
+    (cd web/app && npm run --silent build) || { echo "[bootstrap] error: the web app did not build" >&2; exit 1; }
+    touch "web/app/dist/.built-$inputs"
+  fi
+fi
 echo "[bootstrap] ok"

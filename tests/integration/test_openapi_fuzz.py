@@ -45,6 +45,8 @@ schema.config.phases.update(phases=["examples", "fuzzing"])
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
 # CMCD v2 event reports are text (one RFC 8941 dictionary per line): sent like text/plain.
 schemathesis.serializer.alias("application/cmcd", "text/plain")
+# A tus PATCH body is raw bytes of the upload: sent like application/octet-stream.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
 
 @dataclasses.dataclass(frozen=True)
