@@ -70,6 +70,20 @@ class NotFound(ApiError):
     error = "not found"
 
 
+class PreconditionFailed(ApiError):
+    """A Tus-Resumable version the server does not speak (tus: 412 with Tus-Version)."""
+
+    status = 412
+    error = "unsupported tus version"
+
+
+class Gone(ApiError):
+    """An object that existed and no longer can be used (an expired tus upload)."""
+
+    status = 410
+    error = "upload expired"
+
+
 class Conflict(ApiError):
     """The video is not in a state that allows this (e.g. completing twice)."""
 

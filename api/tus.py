@@ -59,7 +59,15 @@ from minio.error import S3Error
 
 from api.access import is_gone, require_role
 from api.config import S3_MAX_PARTS, S3_MIN_PART_SIZE, MiB
-from api.errors import ApiError, Conflict, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from api.errors import (
+    Conflict,
+    Gone,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    UnsupportedMediaType,
+)
 from api.http import now_ms
 from api.intake import create_row, finish_upload, guess_content_type
 from api.keys import catalog_key, config_key, settings_key, store_key, tus_uploads_key
@@ -84,18 +92,6 @@ METADATA_ALIASES = {"filetype": "content_type", "type": "content_type", "name": 
 # For browsers on other origins (the API does CORS): what a tus client reads and sends.
 EXPOSED_HEADERS = "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires, Location, Tus-Resumable, Tus-Version"
 REQUEST_HEADERS = "Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, X-Requested-With"
-
-
-class PreconditionFailed(ApiError):
-    """A Tus-Resumable version the server does not speak (tus: 412 with Tus-Version)."""
-
-    status = 412
-    error = "unsupported tus version"
-
-
-class Gone(ApiError):
-    status = 410
-    error = "upload expired"
 
 
 def part_size_for(length: int) -> int:
