@@ -15,6 +15,11 @@ account_id, profile_id, roles}``):
   use); showing a used one again revokes the whole login (its token family), as OAuth 2.0 Security BCP advises.
 * ``POST /api/v1/auth/logout`` ``{refresh_token}`` → 204, the login revoked; ``POST /api/v1/auth/logout-all``
   (bearer) → 204, every login of the account revoked.
+
+The web app asks for the refresh token as a cookie instead (``X-Token-Delivery: cookie`` on sign-up, login,
+refresh and logout): it is then set HttpOnly, SameSite=Strict, Path=/api/v1/auth (Secure over https) and left out
+of the JSON; refresh and logout read it when their body names no token; logout, and a refused refresh, clear it.
+api/refresh_cookie.py has the details. Other clients send nothing new and see nothing change.
 * ``GET /api/v1/me`` (bearer) → the account, its roles, its profiles and the selected one.
 * ``GET|POST /api/v1/profiles``, ``DELETE /api/v1/profiles/{profile_id}`` (bearer) → list, add ``{name}``, remove.
 
@@ -41,11 +46,12 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import argon2
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from api import refresh_cookie
 from api.access import require_principal
 from api.errors import Conflict, InvalidRequest, NotFound, TooManyRequests, Unauthorized
 from api.http import iso, read_json_object
@@ -160,6 +166,27 @@ async def _issue(
     }
 
 
+def _tokens_response(request: web.Request, tokens: dict[str, Any], cookie: bool, status: int = 200) -> web.Response:
+    """The token answer: everything in the JSON, or (``cookie``) the refresh token in the cookie instead."""
+    if not cookie:
+        return web.json_response(tokens, status=status)
+    response = web.json_response({k: v for k, v in tokens.items() if k != "refresh_token"}, status=status)
+    response.headers.add(
+        hdrs.SET_COOKIE,
+        refresh_cookie.set_cookie_header(request, tokens["refresh_token"], tokens["refresh_expires_in"]),
+    )
+    response.headers[hdrs.CACHE_CONTROL] = "no-store"
+    return response
+
+
+def _presented_refresh(request: web.Request, body: dict[str, Any], cookie: bool) -> Any:
+    """The refresh token of the body; in cookie mode, the cookie's when the body names none."""
+    token = body.get("refresh_token")
+    if token is None and cookie:
+        return refresh_cookie.presented(request)
+    return token
+
+
 async def _profile_of(request: web.Request, account_id: str, profile_id: Any, default: str | None) -> str:
     """The profile a token is for: the one asked for (it must be the account's), else ``default``."""
     if profile_id is None:
@@ -175,6 +202,7 @@ async def _profile_of(request: web.Request, account_id: str, profile_id: Any, de
 async def sign_up(request: web.Request) -> web.Response:
     """``POST /api/v1/auth/signup``."""
     service, accounts = request.app[auth_key], request.app[accounts_key]
+    cookie = refresh_cookie.cookie_mode(request)
     body = await _body(request, {"email", "password", "display_name", "role"})
     client = _client_of(request)
     wait = service.signups_by_client.retry_after(client)
@@ -199,12 +227,13 @@ async def sign_up(request: web.Request) -> web.Response:
         raise Conflict("this e-mail is already registered; log in instead")
     log.info("account %s signed up as %s", account_id, role)
     tokens = await _issue(request, account_id, profile.profile_id, roles)
-    return web.json_response(tokens, status=201)
+    return _tokens_response(request, tokens, cookie, status=201)
 
 
 async def log_in(request: web.Request) -> web.Response:
     """``POST /api/v1/auth/login``."""
     service, accounts = request.app[auth_key], request.app[accounts_key]
+    cookie = refresh_cookie.cookie_mode(request)
     body = await _body(request, {"email", "password", "profile_id"})
     email = _email(body)
     password = _string(body, "password", max_len=PASSWORD_MAX) or ""
@@ -229,7 +258,7 @@ async def log_in(request: web.Request) -> web.Response:
     if service.hasher.check_needs_rehash(account.password_hash):
         await accounts.set_password_hash(account.account_id, await asyncio.to_thread(service.hasher.hash, password))
     profile_id = await _profile_of(request, account.account_id, body.get("profile_id"), account.default_profile_id)
-    return web.json_response(await _issue(request, account.account_id, profile_id, account.roles))
+    return _tokens_response(request, await _issue(request, account.account_id, profile_id, account.roles), cookie)
 
 
 async def _checked_refresh(request: web.Request, presented: Any) -> RefreshToken:
@@ -249,36 +278,58 @@ async def _checked_refresh(request: web.Request, presented: Any) -> RefreshToken
 async def refresh(request: web.Request) -> web.Response:
     """``POST /api/v1/auth/refresh``: rotate the refresh token, new access token."""
     accounts = request.app[accounts_key]
+    cookie = refresh_cookie.cookie_mode(request)
     body = await _body(request, {"refresh_token", "profile_id"})
-    stored = await _checked_refresh(request, body.get("refresh_token"))
-    if stored.used_at is not None or not await accounts.use_refresh(stored.token_id):
-        # A rotated token came back: it was stolen or replayed. End the whole login.
-        await accounts.revoke_family(stored.family_id)
-        log.warning("refresh token reuse on account %s: login revoked", stored.account_id)
-        raise Unauthorized("refresh token already used; the login was revoked")
-    account = await accounts.get_account(stored.account_id)
-    if account is None:
-        raise Unauthorized("account no longer exists")
-    profile_id = await _profile_of(request, account.account_id, body.get("profile_id"), stored.profile_id)
-    return web.json_response(await _issue(request, account.account_id, profile_id, account.roles, stored.family_id))
+    try:
+        stored = await _checked_refresh(request, _presented_refresh(request, body, cookie))
+        if stored.used_at is not None:
+            await _revoke_reused(request, stored)
+        account = await accounts.get_account(stored.account_id)
+        if account is None:
+            raise Unauthorized("account no longer exists")
+        # The profile is checked before the token is spent: a refused profile leaves the login usable.
+        profile_id = await _profile_of(request, account.account_id, body.get("profile_id"), stored.profile_id)
+        if not await accounts.use_refresh(stored.token_id):
+            await _revoke_reused(request, stored)
+    except Unauthorized as refused:
+        if cookie:  # a cookie that no longer works is of no use to keep
+            refused.headers[hdrs.SET_COOKIE] = refresh_cookie.set_cookie_header(request, None)
+        raise
+    tokens = await _issue(request, account.account_id, profile_id, account.roles, stored.family_id)
+    return _tokens_response(request, tokens, cookie)
+
+
+async def _revoke_reused(request: web.Request, stored: RefreshToken) -> NoReturn:
+    """A rotated token came back: it was stolen or replayed. End the whole login."""
+    await request.app[accounts_key].revoke_family(stored.family_id)
+    log.warning("refresh token reuse on account %s: login revoked", stored.account_id)
+    raise Unauthorized("refresh token already used; the login was revoked")
 
 
 async def log_out(request: web.Request) -> web.Response:
-    """``POST /api/v1/auth/logout``: revoke the login of this refresh token."""
+    """``POST /api/v1/auth/logout``: revoke the login of this refresh token (and clear the cookie in cookie mode)."""
+    cookie = refresh_cookie.cookie_mode(request)
     body = await _body(request, {"refresh_token"})
+    response = web.Response(status=204)
+    if cookie:
+        response.headers.add(hdrs.SET_COOKIE, refresh_cookie.set_cookie_header(request, None))
     try:
-        stored = await _checked_refresh(request, body.get("refresh_token"))
+        stored = await _checked_refresh(request, _presented_refresh(request, body, cookie))
     except Unauthorized:
-        return web.Response(status=204)  # already unusable: logging out again is not an error
+        return response  # already unusable: logging out again is not an error
     await request.app[accounts_key].revoke_family(stored.family_id)
-    return web.Response(status=204)
+    return response
 
 
 async def log_out_everywhere(request: web.Request) -> web.Response:
     """``POST /api/v1/auth/logout-all``: revoke every login of the caller's account."""
     principal = require_principal(request)
+    cookie = refresh_cookie.cookie_mode(request)
     await request.app[accounts_key].revoke_all(principal.account_id)
-    return web.Response(status=204)
+    response = web.Response(status=204)
+    if cookie:
+        response.headers.add(hdrs.SET_COOKIE, refresh_cookie.set_cookie_header(request, None))
+    return response
 
 
 async def profile_token(request: web.Request) -> web.Response:

@@ -1,13 +1,24 @@
 // The API client and the signed-in session.
 //
-// The access token lives only in memory. The refresh token is kept in localStorage until the API sets it as an
-// HttpOnly, SameSite=Strict cookie for the web app (issue 13's security item, not built yet); it is single use,
-// so a refresh is shared by every caller that needs one at the same moment.
+// The access token lives only in memory. The refresh token is never seen by this code: the token routes are
+// called with `X-Token-Delivery: cookie`, so the API keeps it in an HttpOnly, SameSite=Strict cookie limited to
+// /api/v1/auth (api/refresh_cookie.py) and leaves it out of the JSON. On page load a refresh with that cookie
+// gives the access token. It is single use, so a refresh is shared by every caller that needs one at the same
+// moment, and serialized across tabs (Web Locks) so that two tabs never spend the same cookie.
+//
+// localStorage keeps only two non-secrets: the selected profile, and a hint that a sign-in happened (so an
+// anonymous visit does not ask for a refresh that can only fail).
 
 import type { AccessToken, Me, Tokens } from './types';
 
-const REFRESH_KEY = 'vidplat.refresh';
+const SIGNED_IN_KEY = 'vidplat.signedIn';
 const PROFILE_KEY = 'vidplat.profile';
+const LEGACY_REFRESH_KEY = 'vidplat.refresh'; // where earlier builds kept the refresh token: removed on start
+const COOKIE_MODE = { 'X-Token-Delivery': 'cookie' } as const;
+const REFRESH_LOCK = 'vidplat.refresh';
+
+/** A token answer in cookie mode: everything but the refresh token (the cookie has it). */
+type CookieTokens = Omit<Tokens, 'refresh_token'> & { refresh_expires_in: number };
 
 export class ApiError extends Error {
   constructor(
@@ -58,18 +69,19 @@ export function accessToken(): string | null {
   return state.accessToken;
 }
 
+/** Whether a sign-in happened in this browser (the cookie itself cannot be seen from here). */
 export function hasRefreshToken(): boolean {
-  return localStorage.getItem(REFRESH_KEY) !== null;
+  return localStorage.getItem(SIGNED_IN_KEY) !== null;
 }
 
-function adopt(tokens: Tokens | AccessToken): void {
+function adopt(tokens: CookieTokens | AccessToken): void {
   state.accessToken = tokens.access_token;
   // Refresh a little before the token runs out, so a request never leaves with an expired one.
   state.expiresAt = Date.now() + Math.max(tokens.expires_in - 30, 5) * 1000;
   state.accountId = tokens.account_id;
   state.profileId = tokens.profile_id;
   state.roles = tokens.roles;
-  if ('refresh_token' in tokens) localStorage.setItem(REFRESH_KEY, tokens.refresh_token);
+  if ('refresh_expires_in' in tokens) localStorage.setItem(SIGNED_IN_KEY, '1');
   localStorage.setItem(PROFILE_KEY, tokens.profile_id);
   notify();
 }
@@ -80,16 +92,32 @@ function forget(): void {
   state.accountId = null;
   state.profileId = null;
   state.roles = [];
-  localStorage.removeItem(REFRESH_KEY);
+  localStorage.removeItem(SIGNED_IN_KEY);
   localStorage.removeItem(PROFILE_KEY);
   notify();
 }
 
-async function send(method: string, path: string, body?: unknown, token?: string | null): Promise<Response> {
-  const headers: Record<string, string> = {};
+async function send(
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string | null,
+  extra?: Record<string, string>,
+): Promise<Response> {
+  const headers: Record<string, string> = { ...extra };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers['Authorization'] = `Bearer ${token}`;
   return fetch(path, { method, headers, body: body === undefined ? null : JSON.stringify(body), credentials: 'same-origin' });
+}
+
+/** A token route in cookie mode (the API sets, reads or clears the refresh cookie). */
+function sendAuth(path: string, body?: unknown, token?: string | null): Promise<Response> {
+  return send('POST', path, body, token, COOKIE_MODE);
+}
+
+/** `task` while holding the tabs' refresh lock, where the browser has Web Locks (secure contexts). */
+function exclusive<T>(task: () => Promise<T>): Promise<T> {
+  return 'locks' in navigator ? (navigator.locks.request(REFRESH_LOCK, task) as Promise<T>) : task();
 }
 
 async function parse<T>(reply: Response): Promise<T> {
@@ -99,26 +127,29 @@ async function parse<T>(reply: Response): Promise<T> {
   return data as T;
 }
 
-/** New tokens from the stored refresh token; false (and signed out) when it is gone or refused. */
+/** New tokens from the refresh cookie; false (and signed out) when it is gone or refused. */
 export function refresh(): Promise<boolean> {
-  refreshing ??= (async () => {
-    const token = localStorage.getItem(REFRESH_KEY);
-    if (!token) return false;
+  refreshing ??= exclusive(async () => {
     const profileId = localStorage.getItem(PROFILE_KEY);
     try {
-      const reply = await send('POST', '/api/v1/auth/refresh', { refresh_token: token, profile_id: profileId });
+      let reply = await sendAuth('/api/v1/auth/refresh', profileId ? { profile_id: profileId } : {});
+      if (reply.status === 404 && profileId) {
+        // The profile is gone (removed on another device): the login stays, on its own profile.
+        localStorage.removeItem(PROFILE_KEY);
+        reply = await sendAuth('/api/v1/auth/refresh', {});
+      }
       if (reply.status === 401 || reply.status === 404) {
         forget();
         return false;
       }
-      adopt(await parse<Tokens>(reply));
+      adopt(await parse<CookieTokens>(reply));
       return true;
     } catch {
-      return false; // the network: keep the refresh token for the next try
-    } finally {
-      refreshing = null;
+      return false; // the network: the cookie is still there for the next try
     }
-  })();
+  }).finally(() => {
+    refreshing = null;
+  });
   return refreshing;
 }
 
@@ -149,11 +180,11 @@ export function query(params: Record<string, string | number | null | undefined>
 
 export async function signUp(email: string, password: string, displayName: string, role: 'viewer' | 'creator'): Promise<void> {
   const body = { email, password, role, display_name: displayName || null };
-  adopt(await parse<Tokens>(await send('POST', '/api/v1/auth/signup', body)));
+  adopt(await parse<CookieTokens>(await sendAuth('/api/v1/auth/signup', body)));
 }
 
 export async function signIn(email: string, password: string): Promise<void> {
-  adopt(await parse<Tokens>(await send('POST', '/api/v1/auth/login', { email, password })));
+  adopt(await parse<CookieTokens>(await sendAuth('/api/v1/auth/login', { email, password })));
 }
 
 export async function chooseProfile(profileId: string): Promise<void> {
@@ -165,16 +196,32 @@ export async function me(): Promise<Me> {
 }
 
 export async function signOut(everywhere = false): Promise<void> {
-  const token = localStorage.getItem(REFRESH_KEY);
   try {
-    if (everywhere) await api('POST', '/api/v1/auth/logout-all');
-    else await send('POST', '/api/v1/auth/logout', { refresh_token: token });
+    // Both clear this browser's cookie; logout-all also revokes every other login of the account.
+    const reply = everywhere ? await sendAuth('/api/v1/auth/logout-all', undefined, await currentToken()) : null;
+    if (reply === null || !reply.ok) await sendAuth('/api/v1/auth/logout');
+    if (reply !== null && !reply.ok) await parse(reply);
   } finally {
     forget();
   }
 }
 
-/** On start: a stored refresh token becomes a session (or is dropped). */
+/** On start: the refresh cookie becomes a session (or is dropped). */
 export async function restoreSession(): Promise<void> {
+  // Earlier builds kept the refresh token here, readable by any script: it is moved into the cookie (a refresh
+  // in cookie mode with the token in the body) and deleted.
+  const legacy = localStorage.getItem(LEGACY_REFRESH_KEY);
+  if (legacy !== null) {
+    localStorage.removeItem(LEGACY_REFRESH_KEY);
+    try {
+      const reply = await sendAuth('/api/v1/auth/refresh', { refresh_token: legacy });
+      if (reply.ok) {
+        adopt(await parse<CookieTokens>(reply));
+        return;
+      }
+    } catch {
+      // the network: the session starts signed out
+    }
+  }
   if (hasRefreshToken()) await refresh();
 }

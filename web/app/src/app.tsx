@@ -7,6 +7,8 @@ import { Search } from './pages/Search';
 import { Watch } from './pages/Watch';
 import { SignIn, SignUp } from './pages/Account';
 import { Profiles } from './pages/Profiles';
+import { Dashboard } from './pages/Dashboard';
+import { Studio } from './pages/Studio';
 import { NotFound } from './components/NotFound';
 
 interface Page {
@@ -22,6 +24,8 @@ function route(path: string, params: URLSearchParams): Page {
   if (match('/signin', path)) return { title: 'Sign in', body: <SignIn next={params.get('next')} /> };
   if (match('/signup', path)) return { title: 'Sign up', body: <SignUp next={params.get('next')} /> };
   if (match('/profiles', path)) return { title: 'Profiles', body: <Profiles next={params.get('next')} /> };
+  if (match('/dashboard', path)) return { title: 'QoE dashboard', body: <Dashboard /> };
+  if (match('/studio', path)) return { title: 'Studio', body: <Studio /> };
   return { title: 'Not found', body: <NotFound /> };
 }
 
@@ -69,6 +73,8 @@ function Header() {
       <nav aria-label="Account" class="account">
         {current.accessToken ? (
           <>
+            {current.roles.includes('creator') || current.roles.includes('admin') ? <a href="/studio">Studio</a> : null}
+            {current.roles.includes('admin') ? <a href="/dashboard">Dashboard</a> : null}
             <a href="/profiles">Profiles</a>
             <button
               type="button"
