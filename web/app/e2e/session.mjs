@@ -9,42 +9,18 @@
 // Prints one JSON object: {ok, failure, steps, csp_violations, console_errors}. Exit 0 when ok.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
-
-function options(argv) {
-  const o = { chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', timeout: 30, screenshots: null };
-  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
-  for (const need of ['base', 'email', 'password']) if (!o[need]) throw new Error(`--${need} is required`);
-  o.base = o.base.replace(/\/+$/, '');
-  o.timeout = Number(o.timeout) * 1000;
-  return o;
-}
+import { openBrowser, parseOptions } from './browser.mjs';
 
 async function main() {
-  const o = options(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2), { timeout: 30 }, ['base', 'email', 'password']);
   const result = { ok: false, failure: null, steps: {}, csp_violations: [], console_errors: [] };
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'webapp-session-'));
   let context = null;
+  let profile = null;
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: o.chromium, headless: true, args: ARGS, viewport: { width: 1280, height: 800 }, timeout: 60_000,
-    });
-    context.setDefaultTimeout(o.timeout);
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        (window.__csp = window.__csp || []).push(`${e.violatedDirective} ${e.blockedURI}`);
-      });
-    });
-    const page = context.pages()[0] || (await context.newPage());
-    page.on('console', (m) => {
-      if (m.type() === 'error' && result.console_errors.length < 20) result.console_errors.push(m.text().slice(0, 300));
-    });
-    page.on('pageerror', (e) => result.console_errors.push(`pageerror: ${String(e).slice(0, 300)}`));
+    const opened = await openBrowser(o, 'session', result);
+    ({ context, profile } = opened);
+    const { page } = opened;
     const refreshCookie = async () => (await context.cookies(o.base + '/api/v1/auth/refresh')).find((c) => c.name === 'vidplat_refresh');
 
     await page.goto(`${o.base}/signin?next=/dashboard`);
@@ -98,7 +74,7 @@ async function main() {
     result.failure = String(error && error.stack ? error.stack : error).slice(0, 2000);
   } finally {
     if (context) await context.close().catch(() => undefined);
-    fs.rmSync(profile, { recursive: true, force: true });
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
   }
   console.log(JSON.stringify(result));
   process.exitCode = result.ok ? 0 : 1;

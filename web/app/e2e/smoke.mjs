@@ -9,64 +9,21 @@
 // Prints one JSON object: {ok, failure, steps: {...}, ttff_ms, csp_violations, console_errors}. Exit 0 when ok.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-  '--autoplay-policy=no-user-gesture-required',
-  '--mute-audio',
-];
-
-function options(argv) {
-  const o = { chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', timeout: 60, screenshots: null };
-  for (let i = 0; i < argv.length; i += 1) {
-    const name = argv[i].replace(/^--/, '');
-    o[name] = argv[i + 1];
-    i += 1;
-  }
-  for (const need of ['base', 'title', 'query']) if (!o[need]) throw new Error(`--${need} is required`);
-  o.timeout = Number(o.timeout) * 1000;
-  o.base = o.base.replace(/\/+$/, '');
-  return o;
-}
+import { openBrowser, parseOptions } from './browser.mjs';
 
 async function main() {
-  const o = options(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2), { timeout: 60 }, ['base', 'title', 'query']);
   const result = { ok: false, failure: null, steps: {}, ttff_ms: null, csp_violations: [], console_errors: [] };
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'webapp-smoke-'));
   let context = null;
+  let profile = null;
   const shot = async (page, name) => {
     if (o.screenshots) await page.screenshot({ path: path.join(o.screenshots, `${name}.png`), fullPage: false });
   };
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: o.chromium,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 800 },
-      timeout: 60_000,
-    });
-    context.setDefaultTimeout(o.timeout);
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        (window.__csp = window.__csp || []).push(`${e.violatedDirective} ${e.blockedURI}`);
-      });
-    });
-    const page = context.pages()[0] || (await context.newPage());
-    page.on('console', (m) => {
-      if (m.type() === 'error' && result.console_errors.length < 20) result.console_errors.push(m.text().slice(0, 300));
-    });
-    page.on('pageerror', (e) => result.console_errors.push(`pageerror: ${String(e).slice(0, 300)}`));
+    const opened = await openBrowser(o, 'smoke', result);
+    ({ context, profile } = opened);
+    const { page } = opened;
 
     // Home: the video is on a shelf (Newest), as a link to its watch page.
     let t0 = Date.now();
@@ -131,7 +88,7 @@ async function main() {
     result.failure = String(error?.message ?? error).split('\n')[0];
   } finally {
     if (context) await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
   }
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exitCode = result.ok ? 0 : 1;

@@ -12,36 +12,11 @@
 // Prints one JSON object: {ok, failure, steps: {...}, csp_violations, console_errors}. Exit 0 when ok.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { openBrowser, parseOptions } from './browser.mjs';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-  '--mute-audio',
-];
 // Slow enough that a reload lands mid-upload, for a clip of a megabyte or two.
 const THROTTLED_BYTES_PER_S = 96 * 1024;
-
-function options(argv) {
-  const o = { chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', timeout: 600, screenshots: null, reload: 'yes', viewport: '1280x800' };
-  for (let i = 0; i < argv.length; i += 1) {
-    o[argv[i].replace(/^--/, '')] = argv[i + 1];
-    i += 1;
-  }
-  for (const need of ['base', 'clip', 'title']) if (!o[need]) throw new Error(`--${need} is required`);
-  o.timeout = Number(o.timeout) * 1000;
-  o.base = o.base.replace(/\/+$/, '');
-  return o;
-}
 
 async function throttle(cdp, bytesPerSecond) {
   await cdp.send('Network.enable');
@@ -54,32 +29,22 @@ async function throttle(cdp, bytesPerSecond) {
 }
 
 async function main() {
-  const o = options(process.argv.slice(2));
+  const o = parseOptions(
+    process.argv.slice(2),
+    { timeout: 600, reload: 'yes', viewport: '1280x800' },
+    ['base', 'clip', 'title'],
+  );
   const result = { ok: false, failure: null, steps: {}, csp_violations: [], console_errors: [] };
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'webapp-studio-'));
   let context = null;
+  let profile = null;
   const shot = async (page, name) => {
     if (o.screenshots) await page.screenshot({ path: path.join(o.screenshots, `${name}.png`), fullPage: true });
   };
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: o.chromium,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: Number(o.viewport.split('x')[0]), height: Number(o.viewport.split('x')[1]) },
-      timeout: 60_000,
-    });
-    context.setDefaultTimeout(60_000);
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        (window.__csp = window.__csp || []).push(`${e.violatedDirective} ${e.blockedURI}`);
-      });
-    });
-    const page = context.pages()[0] || (await context.newPage());
-    page.on('console', (m) => {
-      if (m.type() === 'error' && result.console_errors.length < 20) result.console_errors.push(m.text().slice(0, 300));
-    });
-    page.on('pageerror', (e) => result.console_errors.push(`pageerror: ${String(e).slice(0, 300)}`));
+    const [width, height] = o.viewport.split('x').map(Number);
+    const opened = await openBrowser(o, 'studio', result, { viewport: { width, height }, timeout: 60_000 });
+    ({ context, profile } = opened);
+    const { page } = opened;
     const patches = [];
     page.on('request', (r) => {
       if (r.method() === 'PATCH' && r.url().includes('/api/v1/tus/uploads/')) patches.push(Number(r.headers()['upload-offset']));
@@ -188,7 +153,7 @@ async function main() {
     result.failure = String(error?.message ?? error).split('\n')[0];
   } finally {
     if (context) await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
   }
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exitCode = result.ok ? 0 : 1;
