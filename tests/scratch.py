@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cassandra.cluster import Session
+from confluent_kafka.admin import NewTopic
 
 from common.cassandra import cassandra_session
 from common.kafka import admin_client
@@ -74,3 +75,20 @@ def scratch_worker_rig(live_servers: Settings, name: str, role: str, home: Path)
             yield WorkerRig(settings, session, home, role)
         finally:
             session.cluster.shutdown()
+
+
+def upload_topics(live_servers: Settings, name: str) -> Iterator[Settings]:
+    """The real servers and keyspace, with fresh upload topics (video.uploaded, video.lifecycle) under
+    ``test-<name>-<id>.``: agents running against the default topics (a Faust worker someone started) must not
+    consume, and fail, a test's uploads. Lighter than ``scratch_platform``: no other topic, no keyspace."""
+    settings = dataclasses.replace(live_servers, topic_prefix=f"test-{name}-{uuid.uuid4().hex[:8]}.")
+    topics = [settings.topic("video.uploaded"), settings.topic("video.lifecycle")]
+    admin = admin_client(settings.kafka)
+    replication = settings.kafka.default_replication
+    for future in admin.create_topics([NewTopic(topic, 3, replication) for topic in topics]).values():
+        future.result(timeout=30)
+    try:
+        yield settings
+    finally:
+        for future in admin.delete_topics(topics).values():
+            future.result(timeout=30)

@@ -10,27 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import io
 import os
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from confluent_kafka.admin import NewTopic
 
 from api import tus
 from api.app import init_app
 from api.config import ApiConfig, MiB
 from api.keys import catalog_key, store_key, tus_uploads_key
-from common.kafka import admin_client
 from common.settings import Settings
 from common.storage import storage_client
 from tests.auth_tools import authorize, sign_up
 from tests.kafka_tools import end_offsets, events_for
+from tests.scratch import upload_topics
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +38,7 @@ PATCH_TYPE = {"Content-Type": "application/offset+octet-stream"}
 
 @pytest.fixture(scope="module")
 def api_settings(live_servers: Settings) -> Iterator[Settings]:
-    settings = dataclasses.replace(live_servers, topic_prefix=f"test-tus-{uuid.uuid4().hex[:8]}.")
-    topics = [settings.topic("video.uploaded"), settings.topic("video.lifecycle")]
-    admin = admin_client(settings.kafka)
-    replication = settings.kafka.default_replication
-    for future in admin.create_topics([NewTopic(name, 3, replication) for name in topics]).values():
-        future.result(timeout=30)
-    yield settings
-    for future in admin.delete_topics(topics).values():
-        future.result(timeout=30)
+    yield from upload_topics(live_servers, "tus")
 
 
 @pytest.fixture

@@ -21,18 +21,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from confluent_kafka.admin import NewTopic
 from yarl import URL
 
 from api.app import init_app
 from api.config import ApiConfig, MiB
 from api.keys import catalog_key
-from common.kafka import admin_client
 from common.settings import KafkaSettings, Settings
 from common.storage import storage_client
 from producers import upload_cli
 from tests.auth_tools import authorize, sign_up
 from tests.kafka_tools import end_offsets, events_for
+from tests.scratch import upload_topics
 
 pytestmark = pytest.mark.integration
 
@@ -44,17 +43,7 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 @pytest.fixture(scope="module")
 def api_settings(live_servers: Settings) -> Iterator[Settings]:
-    """The real servers, with fresh topics of this module's own: agents running against the default topics
-    (a Faust worker someone started) must not consume, and fail, the test uploads."""
-    settings = dataclasses.replace(live_servers, topic_prefix=f"test-api-{uuid.uuid4().hex[:8]}.")
-    topics = [settings.topic("video.uploaded"), settings.topic("video.lifecycle")]
-    admin = admin_client(settings.kafka)
-    replication = settings.kafka.default_replication
-    for future in admin.create_topics([NewTopic(name, 3, replication) for name in topics]).values():
-        future.result(timeout=30)
-    yield settings
-    for future in admin.delete_topics(topics).values():
-        future.result(timeout=30)
+    yield from upload_topics(live_servers, "api")
 
 
 @pytest.fixture
